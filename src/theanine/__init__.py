@@ -1,0 +1,21 @@
+"""theanine: a symbolic graph compiler for Python in the tradition of Theano.
+
+Declare symbolic tensors (``theanine.tensor``), build expressions, ask for
+gradients (``theanine.grad``), and compile them with ``theanine.function``.
+"""
+
+from theanine.configparser import config
+from theanine.graph.basic import Apply, Constant, Op, Variable
+from theanine import tensor  # noqa: F401  (first: the compile modules build on it)
+from theanine.compile.function import Function, In, Out, function
+from theanine.compile.sharedvalue import SharedVariable, shared
+from theanine.gradient import Lop, Rop, grad, hessian, jacobian, verify_grad
+from theanine.graph.traversal import clone_replace
+from theanine import printing  # noqa: F401
+
+clone = clone_replace
+__version__ = "0.1.0"
+
+__all__ = ["config", "Apply", "Constant", "Op", "Variable", "Function", "In", "Out", "function",
+           "SharedVariable", "shared", "grad", "Lop", "Rop", "jacobian", "hessian", "verify_grad",
+           "clone_replace", "tensor", "printing"]

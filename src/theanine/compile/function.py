@@ -1,0 +1,267 @@
+"""theanine.function: from symbolic inputs and outputs to a callable."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from theanine.compile.executor import GraphRunner
+from theanine.compile.sharedvalue import SharedVariable
+from theanine.configparser import config
+from theanine.graph.basic import Constant, Variable
+from theanine.graph.fg import FunctionGraph
+from theanine.graph.traversal import ancestors, clone_graph, graph_inputs
+
+MODES = {
+    "py": "the NumPy reference executor, with all rewrites",
+    "FAST_RUN": "alias of the default optimising mode (currently 'py')",
+    "FAST_COMPILE": "the reference executor with only merge and constant folding",
+}
+
+
+class In:
+    """An input with options: a default ``value``, a keyword ``name``, ``borrow`` (no copy)."""
+
+    def __init__(self, variable, name=None, value=None, borrow=False, mutable=False,
+                 allow_downcast=None):
+        if not isinstance(variable, Variable):
+            raise TypeError(f"In: variable must be a symbolic variable, got {type(variable).__name__}")
+        self.variable = variable
+        self.name = name if name is not None else variable.name
+        self.value = value
+        self.borrow = borrow
+        self.allow_downcast = allow_downcast
+
+
+class Out:
+    """An output with options: ``borrow=True`` allows returning internal storage without a copy."""
+
+    def __init__(self, variable, borrow=False):
+        self.variable = variable
+        self.borrow = borrow
+
+
+def _normalize_updates(updates):
+    if updates is None:
+        return []
+    if isinstance(updates, dict):
+        pairs = list(updates.items())
+    else:
+        pairs = [tuple(p) for p in updates]
+    from theanine.tensor.variable import as_tensor_variable
+    out = []
+    seen = set()
+    for k, (var, expr) in enumerate(pairs):
+        if not isinstance(var, SharedVariable):
+            raise TypeError(f"function: updates[{k}] targets {var}, which is not a shared variable "
+                            "(only theanine.shared variables can be updated)")
+        if var in seen:
+            raise ValueError(f"function: shared variable {var} has more than one update")
+        seen.add(var)
+        expr = as_tensor_variable(expr)
+        if expr.type != var.type:
+            if expr.dtype != var.dtype:
+                raise TypeError(
+                    f"function: the update of {var} has dtype {expr.dtype}, but {var} is {var.dtype}; "
+                    f"cast the update expression, e.g. T.cast(expr, '{var.dtype}')")
+            if expr.ndim != var.ndim:
+                raise TypeError(f"function: the update of {var} has {expr.ndim} dimensions, "
+                                f"but {var} has {var.ndim}")
+            converted = var.type.convert_variable(expr)
+            if converted is None:
+                from theanine.tensor.shape import specify_shape
+                converted = specify_shape(expr, var.type.shape)
+            expr = converted
+        out.append((var, expr))
+    return out
+
+
+def _normalize_givens(givens):
+    if givens is None:
+        return {}
+    pairs = list(givens.items()) if isinstance(givens, dict) else [tuple(p) for p in givens]
+    from theanine.tensor.variable import as_tensor_variable
+    out = {}
+    for old, new in pairs:
+        if not isinstance(old, Variable):
+            raise TypeError(f"function: givens keys must be symbolic variables, got {old!r}")
+        new = as_tensor_variable(new) if not isinstance(new, Variable) else new
+        if old.type != new.type:
+            if getattr(old, "dtype", None) != getattr(new, "dtype", None) or old.ndim != new.ndim:
+                raise TypeError(f"function: givens replaces {old} ({old.type}) with {new} ({new.type}); "
+                                "the dtype and number of dimensions must match")
+        out[old] = new
+    return out
+
+
+class Function:
+    """A compiled function. Call it with input values, by position or by input name.
+
+    Attributes: ``graph`` (the rewritten FunctionGraph), ``rewrite_log`` (which
+    rewrite replaced what), ``inputs``/``outputs`` (the symbolic ones),
+    ``trust_input`` (skip input checks when True), ``mode``.
+    """
+
+    def __init__(self, inputs, outputs, mode, updates, givens, no_default_updates, name,
+                 allow_input_downcast, on_unused_input):
+        from theanine.rewriting import rewrite_graph
+
+        self.name = name
+        self.mode = mode
+        self.trust_input = False
+        self.allow_input_downcast = allow_input_downcast
+        self._ins = [i if isinstance(i, In) else In(i) for i in inputs]
+        in_vars = [i.variable for i in self._ins]
+        for k, v in enumerate(in_vars):
+            if isinstance(v, Constant):
+                raise TypeError(f"function: input {k} ({v}) is a constant; inputs must be variables")
+            if isinstance(v, SharedVariable):
+                raise TypeError(f"function: input {k} is the shared variable {v}; shared variables are "
+                                "implicit inputs — use givens to substitute a value for one")
+            if in_vars.index(v) != k:
+                raise ValueError(f"function: the variable {v} is given twice in the inputs list")
+        self._single = not isinstance(outputs, (list, tuple))
+        outs = [outputs] if self._single else list(outputs)
+        self._outs = [o if isinstance(o, Out) else Out(o) for o in outs]
+        from theanine.tensor.variable import as_tensor_variable
+        out_vars = [as_tensor_variable(o.variable) for o in self._outs]
+        updates = _normalize_updates(updates)
+        givens = _normalize_givens(givens)
+        for v in givens:
+            if v in in_vars:
+                raise ValueError(f"function: {v} is both an input and replaced in givens")
+
+        # Default updates of shared variables the graph uses.
+        explicit = {u for u, _ in updates}
+        if no_default_updates is not True:
+            skip = set(no_default_updates or [])
+            roots = out_vars + [e for _, e in updates]
+            for v in ancestors(roots):
+                if isinstance(v, SharedVariable) and v.default_update is not None \
+                        and v not in explicit and v not in skip:
+                    updates.append((v, as_tensor_variable(v.default_update)))
+                    explicit.add(v)
+
+        # Copy the graph, substituting givens and cutting at the inputs.
+        roots = out_vars + [e for _, e in updates]
+        _, new_roots, memo = clone_graph(in_vars, roots, replace=givens, copy_inputs=True)
+        new_inputs = [memo[v] for v in in_vars]
+        used = set(ancestors(new_roots, blockers=new_inputs))
+        for k, (v, nv) in enumerate(zip(in_vars, new_inputs)):
+            if nv not in used and on_unused_input != "ignore":
+                msg = (f"function: input {k} ({v}) is not used to compute the outputs; pass "
+                       f"on_unused_input='ignore' (or 'warn') to allow this")
+                if on_unused_input == "raise":
+                    raise ValueError(msg)
+                import warnings
+                warnings.warn(msg, stacklevel=3)
+        shared_inputs = [v for v in graph_inputs(new_roots, blockers=new_inputs)
+                         if isinstance(v, SharedVariable)]
+        for v, _ in updates:
+            if v not in shared_inputs:
+                shared_inputs.append(v)
+        self._shared = shared_inputs
+        self._update_targets = [v for v, _ in updates]
+        self.graph = FunctionGraph(new_inputs + shared_inputs, new_roots)
+        rewrite_graph(self.graph, mode)
+        self.rewrite_log = self.graph.rewrite_log
+        self._n_out = len(out_vars)
+        self._runner = GraphRunner(self.graph.inputs, self.graph.outputs, self.graph.toposort())
+        self._names = {}
+        for k, i in enumerate(self._ins):
+            if i.name:
+                self._names.setdefault(i.name, k)
+        self.inputs = in_vars
+        self.outputs = out_vars
+        self.fallbacks = []
+
+    def _filter(self, k, value):
+        spec = self._ins[k]
+        var = spec.variable
+        allow = spec.allow_downcast if spec.allow_downcast is not None else self.allow_input_downcast
+        label = f"input {k} ({var.name})" if var.name else f"input {k}"
+        return var.type.filter(value, allow_downcast=allow, name=f"{self.name or 'function'}: {label}")
+
+    def __call__(self, *args, **kwargs):
+        n = len(self._ins)
+        if len(args) > n:
+            raise TypeError(f"{self.name or 'function'}: expected at most {n} arguments, got {len(args)}")
+        values = list(args) + [_MISSING] * (n - len(args))
+        for key, value in kwargs.items():
+            if key == "output_subset":
+                raise TypeError("output_subset is not supported")
+            k = self._names.get(key)
+            if k is None:
+                known = ", ".join(sorted(self._names)) or "none (the inputs have no names)"
+                raise TypeError(f"{self.name or 'function'}: unknown keyword argument {key!r}; "
+                                f"input names: {known}")
+            if values[k] is not _MISSING:
+                raise TypeError(f"{self.name or 'function'}: input {key!r} given twice")
+            values[k] = value
+        for k, v in enumerate(values):
+            if v is _MISSING:
+                if self._ins[k].value is not None:
+                    values[k] = self._ins[k].value
+                else:
+                    name = self._ins[k].name or f"#{k}"
+                    raise TypeError(f"{self.name or 'function'}: missing input {name} "
+                                    f"(expected {n} arguments, got {len(args) + len(kwargs)})")
+        if not self.trust_input:
+            values = [self._filter(k, v) for k, v in enumerate(values)]
+        shared_values = [s.container[0] for s in self._shared]
+        results = self._runner(*values, *shared_values)
+        outputs = results[:self._n_out]
+        for var, value in zip(self._update_targets, results[self._n_out:]):
+            var.container[0] = value if not _aliases(value, values, shared_values) else value.copy()
+        return self._finish(outputs, values, shared_values)
+
+    def _finish(self, outputs, values, shared_values):
+        final = []
+        for k, (spec, value) in enumerate(zip(self._outs, outputs)):
+            if not spec.borrow and (not value.flags.writeable or _aliases(value, values, shared_values)
+                                    or _aliases(value, final, [])):
+                value = value.copy()
+            final.append(value)
+        return final[0] if self._single else final
+
+    def copy(self):
+        import copy as _copy
+        return _copy.copy(self)
+
+    def __repr__(self):
+        return f"<theanine.Function {self.name or ''} ({len(self._ins)} inputs, mode={self.mode})>"
+
+
+_MISSING = object()
+
+
+def _aliases(value, *groups):
+    for group in groups:
+        for other in group:
+            if isinstance(other, np.ndarray) and np.may_share_memory(value, other):
+                return True
+    return False
+
+
+def function(inputs, outputs=None, mode=None, updates=None, givens=None,
+             no_default_updates=False, accept_inplace=False, name=None, rebuild_strict=True,
+             allow_input_downcast=None, profile=None, on_unused_input="raise"):
+    """Compile a callable computing ``outputs`` from ``inputs``.
+
+    - ``inputs``: a list of variables (or ``In``); ``outputs``: a variable, or a list
+      (entries may be ``Out``), or None for a function that only applies updates.
+    - ``updates``: (shared variable, expression) pairs applied after all outputs are computed.
+    - ``givens``: {variable: replacement} substituted before compiling.
+    - ``mode``: 'py' (reference), 'FAST_RUN', 'FAST_COMPILE'; default ``config.mode``.
+    - ``on_unused_input``: 'raise', 'warn' or 'ignore'.
+    """
+    if not isinstance(inputs, (list, tuple)):
+        raise TypeError(f"function: inputs must be a list of variables, got {type(inputs).__name__}")
+    if on_unused_input not in ("raise", "warn", "ignore"):
+        raise ValueError(f"function: on_unused_input must be 'raise', 'warn' or 'ignore', got {on_unused_input!r}")
+    mode = mode or config.mode
+    if mode not in MODES:
+        raise ValueError(f"function: unknown mode {mode!r}; available: {', '.join(MODES)}")
+    if outputs is None:
+        outputs = []
+    return Function(inputs, outputs, mode, updates, givens, no_default_updates, name,
+                    allow_input_downcast, on_unused_input)

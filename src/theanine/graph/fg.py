@@ -1,0 +1,159 @@
+"""FunctionGraph: a graph being compiled, with client lists and replacement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from theanine.graph.basic import Apply, Constant, Variable
+from theanine.graph.traversal import toposort as _toposort
+
+
+@dataclass
+class RewriteRecord:
+    """One replacement made while rewriting: which rewrite, what, by what."""
+
+    rewrite: str
+    old: str
+    new: str
+    phase: str = ""
+
+    def __str__(self):
+        return f"[{self.phase}] {self.rewrite}: {self.old} -> {self.new}"
+
+
+class FunctionGraph:
+    """The subgraph from ``inputs`` to ``outputs``, owned for rewriting.
+
+    It keeps, for every variable, its clients (the (node, input index) pairs
+    that use it), so a rewrite can replace a variable everywhere at once.
+    Output ``i`` is recorded as client ``("output", i)``.
+    """
+
+    def __init__(self, inputs: Sequence[Variable], outputs: Sequence[Variable]):
+        self.inputs = list(inputs)
+        self.outputs = list(outputs)
+        self.clients: dict[Variable, list] = {}
+        self.apply_nodes: set[Apply] = set()
+        self.variables: set[Variable] = set()
+        self.rewrite_log: list[RewriteRecord] = []
+        self.phase = ""
+        self._listeners = []
+        for inp in self.inputs:
+            if inp.owner is not None:
+                raise ValueError(f"FunctionGraph: input {inp} is computed by {inp.owner.op}; "
+                                 "inputs must be free variables")
+            self._add_variable(inp)
+        for node in _toposort(self.outputs, blockers=self.inputs):
+            self._import_node(node)
+        for i, out in enumerate(self.outputs):
+            self._add_variable(out)
+            self.clients[out].append(("output", i))
+        self._check_inputs_complete()
+
+    def _check_inputs_complete(self):
+        inputs = set(self.inputs)
+        for node in self.apply_nodes:
+            for v in node.inputs:
+                if v.owner is None and v not in inputs and not isinstance(v, Constant):
+                    raise ValueError(
+                        f"FunctionGraph: the graph needs the input {v!s} ({v.type}), which was "
+                        "not given in the inputs list (pass it, or a value for it via givens)")
+
+    def _add_variable(self, v: Variable):
+        if v not in self.variables:
+            self.variables.add(v)
+            self.clients.setdefault(v, [])
+
+    def _import_node(self, node: Apply):
+        if node in self.apply_nodes:
+            return
+        self.apply_nodes.add(node)
+        for i, inp in enumerate(node.inputs):
+            self._add_variable(inp)
+            self.clients[inp].append((node, i))
+        for out in node.outputs:
+            self._add_variable(out)
+
+    def _import_graph(self, var: Variable):
+        for node in _toposort([var], blockers=list(self.variables)):
+            if node not in self.apply_nodes:
+                self._import_node(node)
+                for listener in self._listeners:
+                    listener("import", node)
+
+    def _prune(self, var: Variable):
+        """Remove nodes no longer used by anything, starting from ``var``."""
+        stack = [var]
+        while stack:
+            v = stack.pop()
+            if self.clients.get(v) or v in self.inputs or v.owner is None:
+                continue
+            node = v.owner
+            if node not in self.apply_nodes or any(self.clients.get(o) for o in node.outputs):
+                continue
+            self.apply_nodes.discard(node)
+            for listener in self._listeners:
+                listener("prune", node)
+            for o in node.outputs:
+                self.variables.discard(o)
+                self.clients.pop(o, None)
+            for i, inp in enumerate(node.inputs):
+                cl = self.clients.get(inp)
+                if cl is not None:
+                    try:
+                        cl.remove((node, i))
+                    except ValueError:
+                        pass
+                    stack.append(inp)
+
+    def add_listener(self, fn):
+        """Call ``fn(event, node)`` on 'import', 'prune' and 'change' events."""
+        self._listeners.append(fn)
+
+    def remove_listener(self, fn):
+        self._listeners.remove(fn)
+
+    def replace(self, old: Variable, new: Variable, reason: str = "", validate=True):
+        """Make every client of ``old`` use ``new`` instead."""
+        if old is new:
+            return
+        if validate and old.type != new.type:
+            converted = getattr(old.type, "convert_variable", lambda v: None)(new)
+            if converted is None:
+                raise TypeError(f"replace ({reason}): {old} has type {old.type}, "
+                                f"replacement {new} has type {new.type}")
+            new = converted
+        self._import_graph(new)
+        self._add_variable(new)
+        for client, i in list(self.clients.get(old, [])):
+            if client == "output":
+                self.outputs[i] = new
+            else:
+                client.inputs[i] = new
+                for listener in self._listeners:
+                    listener("change", client)
+            self.clients[new].append((client, i))
+        self.clients[old] = []
+        if reason:
+            self.rewrite_log.append(RewriteRecord(reason, _describe(old), _describe(new), self.phase))
+        self._prune(old)
+
+    def replace_all(self, pairs, reason=""):
+        for old, new in pairs:
+            self.replace(old, new, reason)
+
+    def toposort(self) -> list[Apply]:
+        """The nodes in an order where each comes after the nodes it depends on."""
+        return _toposort(self.outputs, blockers=self.inputs)
+
+    def __str__(self):
+        return f"FunctionGraph({', '.join(map(str, self.outputs))})"
+
+
+def _describe(v: Variable) -> str:
+    if v.owner is None:
+        return str(v)
+    node = v.owner
+    args = ", ".join(str(i) if i.owner is None else str(i.owner.op) for i in node.inputs)
+    return f"{node.op}({args})"

@@ -1,0 +1,20 @@
+"""The README's first example, and the core promises behind it."""
+
+import numpy as np
+
+import theanine
+import theanine.tensor as T
+
+
+def test_scalar_expression_and_gradients(mode):
+    x, y, z = T.dscalar("x"), T.dscalar("y"), T.dscalar("z")
+    g = (x + y) * z
+    f = theanine.function([x, y, z], [g] + theanine.grad(g, [x, y, z]), mode=mode)
+    values = f(1.0, 3.0, -3.0)
+    np.testing.assert_allclose(values, [-12.0, -3.0, -3.0, 4.0])
+
+
+def test_codegen_subpackage_imports():
+    import theanine.codegen
+
+    assert theanine.codegen.__name__ == "theanine.codegen"
