@@ -19,12 +19,18 @@ _ids = itertools.count()
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+_inside_package: dict[str, bool] = {}
+
+
 def user_frame():
     """Return (filename, lineno, function) of the innermost frame outside theanine."""
     frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not os.path.abspath(filename).startswith(_PACKAGE_DIR):
+        inside = _inside_package.get(filename)
+        if inside is None:
+            inside = _inside_package[filename] = os.path.abspath(filename).startswith(_PACKAGE_DIR)
+        if not inside:
             return (filename, frame.f_lineno, frame.f_code.co_name)
         frame = frame.f_back
     return None
@@ -227,7 +233,10 @@ class Op:
         return type(self) is type(other) and self._props() == other._props()
 
     def __hash__(self):
-        return hash((type(self), self._props()))
+        h = self.__dict__.get("_cached_hash")
+        if h is None:  # ops are immutable values: hash once
+            h = self.__dict__["_cached_hash"] = hash((type(self), self._props()))
+        return h
 
     def __str__(self):
         name = type(self).__name__

@@ -27,13 +27,15 @@ class FunctionGraph:
 
     It keeps, for every variable, its clients (the (node, input index) pairs
     that use it), so a rewrite can replace a variable everywhere at once.
-    Output ``i`` is recorded as client ``("output", i)``.
+    Output ``i`` is recorded as client ``("output", i)``. Each variable's clients
+    are an insertion-ordered dict used as a set (iterate it for the pairs), so
+    dropping one client costs O(1) even for a variable with very many.
     """
 
     def __init__(self, inputs: Sequence[Variable], outputs: Sequence[Variable]):
         self.inputs = list(inputs)
         self.outputs = list(outputs)
-        self.clients: dict[Variable, list] = {}
+        self.clients: dict[Variable, dict] = {}
         self.apply_nodes: set[Apply] = set()
         self.variables: set[Variable] = set()
         self.rewrite_log: list[RewriteRecord] = []
@@ -48,7 +50,7 @@ class FunctionGraph:
             self._import_node(node)
         for i, out in enumerate(self.outputs):
             self._add_variable(out)
-            self.clients[out].append(("output", i))
+            self.clients[out][("output", i)] = None
         self._check_inputs_complete()
 
     def _check_inputs_complete(self):
@@ -63,7 +65,7 @@ class FunctionGraph:
     def _add_variable(self, v: Variable):
         if v not in self.variables:
             self.variables.add(v)
-            self.clients.setdefault(v, [])
+            self.clients.setdefault(v, {})
 
     def _import_node(self, node: Apply):
         if node in self.apply_nodes:
@@ -71,12 +73,26 @@ class FunctionGraph:
         self.apply_nodes.add(node)
         for i, inp in enumerate(node.inputs):
             self._add_variable(inp)
-            self.clients[inp].append((node, i))
+            self.clients[inp][(node, i)] = None
         for out in node.outputs:
             self._add_variable(out)
 
     def _import_graph(self, var: Variable):
-        for node in _toposort([var], blockers=list(self.variables)):
+        # Walk up only as far as the variables already in the graph, so a replacement
+        # costs the size of the new subgraph, not of the whole graph.
+        if var in self.variables:
+            return
+        known, seen, stack = [], set(), [var]
+        while stack:
+            v = stack.pop()
+            if id(v) in seen:
+                continue
+            seen.add(id(v))
+            if v in self.variables:
+                known.append(v)
+            elif v.owner is not None:
+                stack.extend(v.owner.inputs)
+        for node in _toposort([var], blockers=known):
             if node not in self.apply_nodes:
                 self._import_node(node)
                 for listener in self._listeners:
@@ -101,10 +117,7 @@ class FunctionGraph:
             for i, inp in enumerate(node.inputs):
                 cl = self.clients.get(inp)
                 if cl is not None:
-                    try:
-                        cl.remove((node, i))
-                    except ValueError:
-                        pass
+                    cl.pop((node, i), None)
                     stack.append(inp)
 
     def add_listener(self, fn):
@@ -126,15 +139,15 @@ class FunctionGraph:
             new = converted
         self._import_graph(new)
         self._add_variable(new)
-        for client, i in list(self.clients.get(old, [])):
+        for client, i in list(self.clients.get(old, {})):
             if client == "output":
                 self.outputs[i] = new
             else:
                 client.inputs[i] = new
                 for listener in self._listeners:
                     listener("change", client)
-            self.clients[new].append((client, i))
-        self.clients[old] = []
+            self.clients[new][(client, i)] = None
+        self.clients[old] = {}
         if reason:
             self.rewrite_log.append(RewriteRecord(reason, _describe(old), _describe(new), self.phase))
         self._prune(old)

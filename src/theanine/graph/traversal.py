@@ -71,7 +71,7 @@ def clone_graph(inputs: Sequence[Variable], outputs: Sequence[Variable],
     roots = list(outputs) + ([] if not replace else list(replace.values()))
     for node in toposort(roots, blockers=list(memo)):
         new_inputs = [memo.get(i, i) for i in node.inputs]
-        new_node = node.clone_with_new_inputs(new_inputs, strict=False)
+        new_node = node.clone_with_new_inputs(new_inputs)
         if new_node is node:
             new_node = Apply(node.op, new_inputs, [o.type.make_variable(o.name) for o in node.outputs])
             for new, old in zip(new_node.outputs, node.outputs):
@@ -92,7 +92,7 @@ def clone_replace(outputs, replace: dict | None = None):
         new_inputs = [memo.get(i, i) for i in node.inputs]
         if all(a is b for a, b in zip(new_inputs, node.inputs)):
             continue
-        new_node = node.clone_with_new_inputs(new_inputs, strict=False)
+        new_node = node.clone_with_new_inputs(new_inputs)
         for old, new in zip(node.outputs, new_node.outputs):
             memo[old] = new
     result = [memo.get(o, o) for o in outs]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from theanine.graph.basic import Constant
-from theanine.rewriting.engine import register_rewrite
+from theanine.rewriting.engine import PHASES, register_rewrite
 
 #: results larger than this many elements stay symbolic (a big constant bloats the graph)
 MAX_FOLDED_SIZE = 10_000
 
 
-@register_rewrite("constant_folding", "canonicalize")
+@register_rewrite("constant_folding", *PHASES)  # every phase: later ones build new constant subgraphs
 def constant_folding(fgraph, node):
     """op(c1, c2, ...) -> the constant value, when every input is a constant."""
     if not node.inputs or not all(isinstance(i, Constant) for i in node.inputs):

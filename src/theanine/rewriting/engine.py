@@ -18,6 +18,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
+from theanine.graph.basic import Op
+
+#: the rewriting phases, in the order they run
+PHASES = ("canonicalize", "stabilize", "specialize")
+
 
 @dataclass
 class LocalRewrite:
@@ -33,12 +38,18 @@ class LocalRewrite:
         return self.fn(fgraph, node)
 
     def applies_to(self, node) -> bool:
+        return self.tracks_op(node.op)
+
+    def tracks_op(self, op) -> bool:
+        """Whether this rewrite looks at nodes of ``op`` (it depends on the op alone)."""
         if not self.tracks:
             return True
-        op = node.op
         for t in self.tracks:
             if isinstance(t, type):
                 if isinstance(op, t):
+                    return True
+            elif isinstance(t, Op):  # an op instance (ops are callable: test it before callable)
+                if op == t:
                     return True
             elif callable(t):
                 if t(op):
@@ -103,6 +114,18 @@ def apply_to_equilibrium(fgraph, rewrites, phase="", max_factor=20):
             queue.append(node)
             queued.add(node)
 
+    by_op = {}
+
+    def rewrites_for(op):
+        """The rewrites tracking ``op``, computed once per distinct op."""
+        try:
+            found = by_op.get(op)
+        except TypeError:  # an op with unhashable parameters
+            return [rw for rw in rewrites if rw.tracks_op(op)]
+        if found is None:
+            found = by_op[op] = [rw for rw in rewrites if rw.tracks_op(op)]
+        return found
+
     fgraph.add_listener(listener)
     budget = max_factor * (len(fgraph.apply_nodes) + 10)
     applied = 0
@@ -110,11 +133,9 @@ def apply_to_equilibrium(fgraph, rewrites, phase="", max_factor=20):
         while queue:
             node = queue.popleft()
             queued.discard(node)
-            for rw in rewrites:
+            for rw in rewrites_for(node.op):
                 if node not in fgraph.apply_nodes:
                     break
-                if not rw.applies_to(node):
-                    continue
                 result = rw(fgraph, node)
                 if result is None or result is False:
                     continue
@@ -124,7 +145,7 @@ def apply_to_equilibrium(fgraph, rewrites, phase="", max_factor=20):
                     continue
                 for old, new in pairs:
                     if old in fgraph.variables:
-                        for client, _ in list(fgraph.clients.get(old, [])):
+                        for client, _ in list(fgraph.clients.get(old, ())):
                             if client != "output" and client not in queued:
                                 queue.append(client)
                                 queued.add(client)

@@ -1,7 +1,8 @@
 """Merge (common subexpression elimination): identical computations are computed once.
 
 Two nodes merge when they apply equal ops (``__props__`` equality) to the same
-inputs; two constants merge when their type and value are equal.
+inputs, constants counting as the same when their type and value are equal;
+then the remaining equal constants merge.
 """
 
 from __future__ import annotations
@@ -9,37 +10,58 @@ from __future__ import annotations
 from theanine.graph.basic import Constant
 
 
+def _signature(const):
+    """The constant's hashable signature, or None when it has none."""
+    try:
+        key = const.signature()
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
 def merge(fgraph) -> int:
-    """Merge equal constants and equal nodes of ``fgraph``; returns how many were merged."""
+    """Merge equal nodes and equal constants of ``fgraph``; returns how many were merged.
+
+    Nodes are keyed with their constant inputs replaced by one representative per
+    value, so nodes applied to equal constants merge directly, and their constant
+    inputs leave the graph with them (merging every constant first would hand one
+    constant all their clients, and pruning those one by one is quadratic).
+    """
     fgraph.phase = "merge"
     merged = 0
-    constants = {}
-    for var in list(fgraph.variables):
-        if isinstance(var, Constant) and var in fgraph.variables:
-            try:
-                key = var.signature()
-                hash(key)
-            except TypeError:
-                continue
-            other = constants.setdefault(key, var)
-            if other is not var and fgraph.clients.get(var):
-                fgraph.replace(var, other, reason="merge_constants")
-                merged += 1
+    by_signature = {}
+    representative = {}
+
+    def canonical(var):
+        if not isinstance(var, Constant):
+            return var
+        rep = representative.get(var)
+        if rep is None:
+            sig = _signature(var)
+            rep = representative[var] = var if sig is None else by_signature.setdefault(sig, var)
+        return rep
+
+    order = fgraph.toposort()
     seen = {}
-    for node in fgraph.toposort():
+    for node in order:
         if node not in fgraph.apply_nodes:
             continue
         try:
-            key = (node.op, tuple(id(i) for i in node.inputs))
-            hash(key)
-        except TypeError:
+            other = seen.setdefault((node.op, tuple(id(canonical(i)) for i in node.inputs)), node)
+        except TypeError:  # an op with unhashable parameters never merges
             continue
-        other = seen.get(key)
-        if other is None or other is node:
-            seen[key] = node
+        if other is node:
             continue
         for old, new in zip(node.outputs, other.outputs):
             if old in fgraph.variables:
                 fgraph.replace(old, new, reason="merge")
         merged += 1
+    used = [i for node in order if node in fgraph.apply_nodes for i in node.inputs]
+    for var in used + list(fgraph.outputs):
+        if isinstance(var, Constant) and fgraph.clients.get(var):
+            rep = canonical(var)
+            if rep is not var:
+                fgraph.replace(var, rep, reason="merge_constants")
+                merged += 1
     return merged

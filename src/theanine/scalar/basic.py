@@ -36,6 +36,8 @@ class ScalarOp:
     dtype_rule = "upcast"  # upcast | float | bool | int | first
     commutative = False
     associative = False
+    #: positions of the inputs whose dtypes Python scalar arguments adapt to (None: all)
+    dtype_inputs = None
 
     def _params(self):
         return ()
@@ -392,6 +394,7 @@ class Switch(ScalarOp):
     """switch(cond, a, b): a where cond is true, else b (NumPy's where)."""
 
     name, nin, ir = "switch", 3, "select"
+    dtype_inputs = (1, 2)  # switch(ivector, fvector, 0.5) is float32: the condition does not count
 
     def output_dtype(self, cond, a, b):
         return upcast(a, b)

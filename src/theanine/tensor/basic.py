@@ -8,8 +8,8 @@ from theanine.configparser import config
 from theanine.graph.basic import Apply, Op, Variable
 from theanine.tensor import math as tm
 from theanine.tensor.elemwise import dimshuffle
-from theanine.tensor.shape import (as_shape_vector, constant_entries, expand_dims, reshape, shape,
-                                   shape_i)
+from theanine.tensor.shape import (as_shape_vector, constant_entries, expand_dims, normalize_axes,
+                                   normalize_axis, reshape, shape, shape_i)
 from theanine.tensor.type import DISCRETE_DTYPES, INT_DTYPES, TensorType, upcast
 from theanine.tensor.variable import TensorConstant, as_tensor_variable, constant
 
@@ -197,9 +197,14 @@ def _shape_args(shp):
 def alloc(value, *shape):
     """``value`` broadcast to ``shape`` (given as separate dims)."""
     dims = []
-    for s in shape:
-        dims.append(as_tensor_variable(np.int64(s)) if isinstance(s, (int, np.integer)) else
-                    tm.cast(as_tensor_variable(s), "int64"))
+    for i, s in enumerate(shape):
+        if isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)):
+            dims.append(as_tensor_variable(np.int64(s)))
+            continue
+        d = as_tensor_variable(s)
+        if d.ndim != 0 or d.dtype not in INT_DTYPES:
+            raise TypeError(f"alloc: shape entry {i} must be an integer scalar, got {s!r} ({d.type})")
+        dims.append(tm.cast(d, "int64"))
     return _alloc(value, *dims)
 
 
@@ -304,7 +309,11 @@ class Eye(Op):
         self.dtype = dtype
 
     def make_node(self, n, m, k):
-        n, m, k = (tm.cast(as_tensor_variable(v), "int64") for v in (n, m, k))
+        n, m, k = (as_tensor_variable(v) for v in (n, m, k))
+        for name, v in (("n", n), ("m", m), ("k", k)):
+            if v.ndim != 0 or v.dtype not in INT_DTYPES:
+                raise TypeError(f"eye: {name} must be an integer scalar, got {v.type}")
+        n, m, k = (tm.cast(v, "int64") for v in (n, m, k))
         static = []
         for v in (n, m):
             try:
@@ -391,9 +400,11 @@ def concatenate(tensor_list, axis=0):
     tensors = [as_tensor_variable(t) for t in tensor_list]
     if not tensors:
         raise ValueError("concatenate: need at least one tensor")
+    if tensors[0].ndim == 0:
+        raise ValueError("concatenate: zero-dimensional tensors cannot be concatenated")
+    axis = normalize_axis(axis, tensors[0].ndim, "concatenate")
     if len(tensors) == 1:
         return tensors[0]
-    axis = int(axis) % tensors[0].ndim if tensors[0].ndim else int(axis)
     return Join(axis)(*tensors)
 
 
@@ -412,7 +423,7 @@ def stack(tensors, axis=0):
     if not tensors:
         raise ValueError("stack: need at least one tensor")
     ndim = tensors[0].ndim
-    axis = axis % (ndim + 1)
+    axis = normalize_axis(axis, ndim + 1, "stack")
     if len(tensors) == 1:
         return expand_dims(tensors[0], axis)
     if all(t.ndim == 0 for t in tensors) and axis == 0:
@@ -459,7 +470,7 @@ class Split(Op):
     def perform(self, node, inputs, output_storage):
         x, sizes = inputs
         if len(sizes) != self.n_splits or sizes.sum() != x.shape[self.axis] or (sizes < 0).any():
-            raise ValueError(f"split: sizes {list(sizes)} do not partition axis {self.axis} "
+            raise ValueError(f"split: sizes {[int(s) for s in sizes]} do not partition axis {self.axis} "
                              f"of size {x.shape[self.axis]}")
         parts = np.split(x, np.cumsum(sizes)[:-1], axis=self.axis)
         for store, p in zip(output_storage, parts):
@@ -478,14 +489,26 @@ class Split(Op):
 def split(x, splits_size, n_splits, axis=0):
     """Theano's split: ``x`` cut along ``axis`` into pieces of sizes ``splits_size``."""
     x = as_tensor_variable(x)
-    out = Split(n_splits, axis % x.ndim)(x, splits_size)
+    out = Split(n_splits, normalize_axis(axis, x.ndim, "split"))(x, splits_size)
     return out if isinstance(out, list) else [out]
 
 
 def tile(x, reps, ndim=None):
     """numpy.tile: ``x`` repeated ``reps`` times along each dimension."""
     x = as_tensor_variable(x)
+    if isinstance(reps, np.ndarray):
+        reps = reps.tolist() if reps.ndim else [reps.item()]
+    if isinstance(reps, Variable) and reps.ndim == 1:
+        length = reps.type.shape[0] if reps.type.shape[0] is not None else ndim
+        if length is None:
+            raise ValueError("tile: the length of a symbolic reps vector is not known; pass ndim=")
+        entries = constant_entries(reps) or [None] * length
+        reps = [e if e is not None else reps[i] for i, e in enumerate(entries)]
     reps = list(reps) if isinstance(reps, (list, tuple)) else [reps]
+    for i, r in enumerate(reps):
+        rv = as_tensor_variable(r)
+        if rv.ndim != 0 or rv.dtype not in INT_DTYPES:
+            raise TypeError(f"tile: reps entry {i} must be an integer scalar, got {r!r} ({rv.type})")
     n = max(len(reps), x.ndim)
     if ndim is not None and ndim != n:
         raise ValueError(f"tile: ndim={ndim} does not match the {n} dimensions of the result")
@@ -500,7 +523,9 @@ def tile(x, reps, ndim=None):
     for d in range(n):
         dims += [reps[d], shape_i(x, d)]
     big = alloc(xi, *dims)
-    return reshape(big, [tm.mul(reps[d], shape_i(x, d)) for d in range(n)], ndim=n)
+    sizes = [reps[d] * x.type.shape[d] if isinstance(reps[d], (int, np.integer))
+             and x.type.shape[d] is not None else tm.mul(reps[d], shape_i(x, d)) for d in range(n)]
+    return reshape(big, sizes, ndim=n)
 
 
 class Repeat(Op):
@@ -525,6 +550,8 @@ class Repeat(Op):
             shape[self.axis] = None
             try:
                 r = get_scalar_constant_value(repeats)
+                if r < 0:
+                    raise ValueError(f"repeat: negative repeat count {r}")
                 if x.type.shape[self.axis] is not None:
                     shape[self.axis] = x.type.shape[self.axis] * int(r)
             except NotScalarConstantError:
@@ -560,7 +587,7 @@ def repeat(x, repeats, axis=None):
     """numpy.repeat: each element of ``x`` repeated ``repeats`` times along ``axis``."""
     x = as_tensor_variable(x)
     if axis is not None:
-        axis = int(axis) % x.ndim
+        axis = normalize_axis(axis, x.ndim, "repeat")
     return Repeat(axis)(x, repeats)
 
 
@@ -568,8 +595,22 @@ def roll(x, shift, axis=None):
     """numpy.roll: elements shifted by ``shift`` along ``axis`` (None: flattened)."""
     x = as_tensor_variable(x)
     if axis is None:
+        if isinstance(shift, (list, tuple)):
+            raise ValueError("roll: a sequence of shifts needs a sequence of axes")
         return reshape(roll(x.flatten(), shift, 0), shape(x), ndim=x.ndim)
-    axis = int(axis) % x.ndim
+    if isinstance(axis, (list, tuple)) or isinstance(shift, (list, tuple)):
+        axes = list(axis) if isinstance(axis, (list, tuple)) else [axis]
+        shifts = list(shift) if isinstance(shift, (list, tuple)) else [shift]
+        if len(shifts) == 1:
+            shifts = shifts * len(axes)
+        elif len(axes) == 1:
+            axes = axes * len(shifts)
+        if len(shifts) != len(axes):
+            raise ValueError(f"roll: {len(shifts)} shifts for {len(axes)} axes")
+        for s, a in zip(shifts, axes):  # numpy adds the shifts of repeated axes
+            x = roll(x, s, a)
+        return x
+    axis = normalize_axis(axis, x.ndim, "roll")
     n = shape_i(x, axis)
     s = tm.mod(tm.neg(as_tensor_variable(shift)), tm.maximum(n, 1))
     head = [slice(None)] * axis + [slice(s, None)]
@@ -579,10 +620,10 @@ def roll(x, shift, axis=None):
 
 def flip(x, axis=None):
     x = as_tensor_variable(x)
-    axes = range(x.ndim) if axis is None else ([axis] if isinstance(axis, int) else axis)
+    axes = range(x.ndim) if axis is None else normalize_axes(axis, x.ndim, "flip")
     index = [slice(None)] * x.ndim
     for a in axes:
-        index[a % x.ndim] = slice(None, None, -1)
+        index[a] = slice(None, None, -1)
     return x[tuple(index)]
 
 

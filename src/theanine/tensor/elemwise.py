@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from theanine.graph.basic import Apply, Op, Variable
-from theanine.tensor.type import TensorType
+from theanine.tensor.type import TensorType, upcast
 from theanine.tensor.variable import as_tensor_variable
 
 
@@ -49,21 +49,29 @@ class Elemwise(Op):
     def make_node(self, *inputs):
         if len(inputs) != self.scalar_op.nin:
             raise TypeError(f"{self.name}: expected {self.scalar_op.nin} inputs, got {len(inputs)}")
-        tensors = [x for x in inputs if isinstance(x, Variable)]
+        positions = self.scalar_op.dtype_inputs or range(len(inputs))
+        tensors = [inputs[i] for i in positions if isinstance(inputs[i], Variable)]
         like = None
         if tensors:
-            like = str(np.result_type(*[as_tensor_variable(t).dtype for t in tensors]))
+            like = upcast(*[as_tensor_variable(t).dtype for t in tensors])
         inputs = [as_tensor_variable(x, dtype_like=like) for x in inputs]
         dtypes = [x.dtype for x in inputs]
         self.scalar_op.check_dtypes(*dtypes)
         out_dtype = self.scalar_op.output_dtype(*dtypes)
-        ndim = max(x.ndim for x in inputs)
+        # checked before padding, so an error names the shapes the user wrote
+        shape = broadcast_static_shapes([x.type.shape for x in inputs], self.name)
+        ndim = len(shape)
         inputs = [x if x.ndim == ndim else dimshuffle(x, ["x"] * (ndim - x.ndim) + list(range(x.ndim)))
                   for x in inputs]
-        shape = broadcast_static_shapes([x.type.shape for x in inputs], self.name)
         return Apply(self, inputs, [TensorType(out_dtype, shape)()])
 
     def perform(self, node, inputs, output_storage):
+        if self.scalar_op.dtype_rule == "float":
+            # integers are converted first: NumPy would compute 1/x of ints in ints, and
+            # exp(int8) or int8 / int8 in float16, then the result is widened
+            out_dtype = node.outputs[0].dtype
+            inputs = [np.asarray(x, dtype=out_dtype) if np.asarray(x).dtype.kind in "biu" else x
+                      for x in inputs]
         out = self.scalar_op.impl(*inputs)
         output_storage[0][0] = np.asarray(out, dtype=node.outputs[0].dtype)
 

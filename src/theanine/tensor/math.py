@@ -200,12 +200,12 @@ def _normalize_axis(axis, ndim, opname):
     if hasattr(axis, "owner") or hasattr(axis, "type"):
         from theanine.tensor.basic import get_scalar_constant_value
         axis = get_scalar_constant_value(axis)
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    axes = (axis,) if isinstance(axis, (int, np.integer)) or np.ndim(axis) == 0 else tuple(axis)
     out = []
     for a in axes:
         if not isinstance(a, (int, np.integer)):
             raise TypeError(f"{opname}: axis must be an int, a tuple of ints or None, got {axis!r}")
-        if not -ndim <= a < builtins.max(ndim, 1) or (ndim == 0 and a not in (0, -1)):
+        if not -builtins.max(ndim, 1) <= a < builtins.max(ndim, 1):  # 0-d: 0 or -1, as NumPy
             raise ValueError(f"{opname}: axis {a} is out of range for a tensor with {ndim} dimensions")
         a = int(a) % builtins.max(ndim, 1)
         if a in out:
@@ -439,16 +439,24 @@ class ArgReduce(Op):
         return [grad_undefined_for_discrete(inputs[0])]
 
 
+def _single_axis(axis, ndim, opname):
+    """One axis, normalised; None for a 0-d input (where NumPy accepts axis 0 or -1)."""
+    if not hasattr(axis, "type") and not isinstance(axis, (int, np.integer)) \
+            and np.ndim(axis) == 1 and len(axis) != 1:
+        raise ValueError(f"{opname}: axis must be a single int or None, got {axis!r}")
+    axes = _normalize_axis(axis, ndim, opname)
+    return axes[0] if axes else None
+
+
 def _argreduce(kind, x, axis, keepdims):
     x = as_tensor_variable(x)
     if axis is None:
         out = ArgReduce(kind, None)(x)
         axes = tuple(range(x.ndim))
     else:
-        axes = _normalize_axis(axis, x.ndim, kind)
-        if len(axes) != 1:
-            raise ValueError(f"{kind}: axis must be a single int or None, got {axis!r}")
-        out = ArgReduce(kind, axes[0])(x) if x.ndim else as_tensor_variable(np.int64(0))
+        a = _single_axis(axis, x.ndim, kind)
+        out = ArgReduce(kind, a)(x)
+        axes = () if a is None else (a,)
     return _keep(x, out, axes, keepdims)
 
 
@@ -518,7 +526,7 @@ def _reverse(x, axis):
 def cumsum(x, axis=None):
     """Cumulative sum along ``axis`` (None: flattened)."""
     x = as_tensor_variable(x)
-    return CumOp("add", _normalize_axis(axis, x.ndim, "cumsum")[0] if axis is not None else None)(x)
+    return CumOp("add", None if axis is None else _single_axis(axis, x.ndim, "cumsum"))(x)
 
 
 def cumprod(x, axis=None):
@@ -527,7 +535,7 @@ def cumprod(x, axis=None):
     Its gradient divides by x, so it is exact only where x is non-zero.
     """
     x = as_tensor_variable(x)
-    return CumOp("mul", _normalize_axis(axis, x.ndim, "cumprod")[0] if axis is not None else None)(x)
+    return CumOp("mul", None if axis is None else _single_axis(axis, x.ndim, "cumprod"))(x)
 
 
 # --- linear algebra ----------------------------------------------------------------------
@@ -631,12 +639,21 @@ def tensordot(a, b, axes=2):
     at = a.transpose(free_a + axes_a)
     bt = b.transpose(axes_b + free_b)
     sa, sb = shape(a), shape(b)
-    k = mul(*[sa[i] for i in axes_a]) if axes_a else 1
-    m = mul(*[sa[i] for i in free_a]) if free_a else 1
-    n = mul(*[sb[i] for i in free_b]) if free_b else 1
+
+    def dims(v, sv, axes):  # static sizes as ints (so the result keeps its static shape)
+        return [v.type.shape[i] if v.type.shape[i] is not None else sv[i] for i in axes]
+
+    def size(entries):
+        if builtins.all(isinstance(e, int) for e in entries):
+            return int(np.prod(entries, dtype=np.int64))
+        return mul(*entries)
+
+    k = size(dims(a, sa, axes_a))
+    m = size(dims(a, sa, free_a))
+    n = size(dims(b, sb, free_b))
     a2 = reshape(at, [m, k], ndim=2)
     b2 = reshape(bt, [k, n], ndim=2)
-    out_shape = [sa[i] for i in free_a] + [sb[i] for i in free_b]
+    out_shape = dims(a, sa, free_a) + dims(b, sb, free_b)
     return reshape(_dot(a2, b2), out_shape, ndim=len(out_shape))
 
 

@@ -10,6 +10,31 @@ from theanine.tensor.type import INT_DTYPES, TensorType
 from theanine.tensor.variable import TensorConstant, as_tensor_variable
 
 
+def normalize_axis(axis, ndim, opname):
+    """``axis`` in ``range(ndim)`` (negative counts from the end); AxisError when out of range."""
+    if isinstance(axis, Variable):
+        from theanine.tensor.basic import NotScalarConstantError, get_scalar_constant_value
+        try:
+            axis = get_scalar_constant_value(axis)
+        except NotScalarConstantError:
+            raise TypeError(f"{opname}: the axis must be known at build time, got {axis}") from None
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, (bool, np.bool_)):
+        raise TypeError(f"{opname}: axis must be an int, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise np.exceptions.AxisError(f"{opname}: axis {axis} is out of bounds for a tensor with "
+                                      f"{ndim} dimensions")
+    return int(axis) % ndim
+
+
+def normalize_axes(axes, ndim, opname):
+    """A tuple of distinct normalized axes (from an int or a sequence)."""
+    axes = (axes,) if isinstance(axes, (int, np.integer, Variable)) else tuple(axes)
+    out = tuple(normalize_axis(a, ndim, opname) for a in axes)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{opname}: repeated axis in {axes}")
+    return out
+
+
 class Shape(Op):
     """The shape of a tensor, as an int64 vector."""
 
@@ -162,12 +187,16 @@ class Reshape(Op):
             if int(np.prod(known, dtype=np.int64)) != size_in:
                 raise ValueError(f"reshape: cannot reshape an array of size {size_in} "
                                  f"(shape {tuple(x.type.shape)}) into shape {tuple(entries)}")
-        elif size_in is not None and entries.count(-1) == 1 and len(known) == len(entries) - 1:
+        elif size_in is not None:
+            # the free entries (-1, or symbolic: a size or -1 at run time) take up the rest
             rest = int(np.prod(known, dtype=np.int64))
-            if rest == 0 or size_in % rest:
+            free = [i for i, e in enumerate(entries) if e is None or e == -1]
+            if (rest == 0 and size_in != 0) or (rest and size_in % rest):
                 raise ValueError(f"reshape: cannot reshape an array of size {size_in} "
-                                 f"(shape {tuple(x.type.shape)}) into shape {tuple(entries)}")
-            out_shape[entries.index(-1)] = size_in // rest
+                                 f"(shape {tuple(x.type.shape)}) into shape "
+                                 f"{tuple('?' if e is None else e for e in entries)}")
+            if len(free) == 1 and rest:
+                out_shape[free[0]] = size_in // rest
         return Apply(self, [x, shp], [TensorType(x.dtype, tuple(out_shape))()])
 
     def perform(self, node, inputs, output_storage):
@@ -177,7 +206,8 @@ class Reshape(Op):
         try:
             output_storage[0][0] = np.reshape(x, tuple(int(s) for s in shp))
         except ValueError as e:
-            raise ValueError(f"reshape: cannot reshape an array of shape {x.shape} into {tuple(shp)}") from e
+            raise ValueError(f"reshape: cannot reshape an array of shape {x.shape} "
+                             f"(size {x.size}) into {tuple(int(s) for s in shp)}") from e
 
     def L_op(self, inputs, outputs, output_grads):
         from theanine.gradient import DisconnectedType
@@ -251,9 +281,10 @@ def transpose(x, axes=None):
     x = as_tensor_variable(x)
     if axes is None:
         axes = list(range(x.ndim))[::-1]
-    axes = [int(a) % x.ndim if x.ndim else int(a) for a in axes]
-    if sorted(axes) != list(range(x.ndim)):
-        raise ValueError(f"transpose: axes {axes} are not a permutation of {list(range(x.ndim))}")
+    given = tuple(axes)
+    axes = list(normalize_axes(given, x.ndim, "transpose"))
+    if len(axes) != x.ndim:
+        raise ValueError(f"transpose: axes {given} are not a permutation of {list(range(x.ndim))}")
     return dimshuffle(x, axes)
 
 
@@ -261,7 +292,7 @@ def swapaxes(x, a, b):
     """``x`` with axes ``a`` and ``b`` exchanged."""
     x = as_tensor_variable(x)
     order = list(range(x.ndim))
-    a, b = a % x.ndim, b % x.ndim
+    a, b = normalize_axis(a, x.ndim, "swapaxes"), normalize_axis(b, x.ndim, "swapaxes")
     order[a], order[b] = order[b], order[a]
     return dimshuffle(x, order)
 
@@ -272,7 +303,7 @@ def squeeze(x, axis=None):
     if axis is None:
         drop = [i for i, s in enumerate(x.type.shape) if s == 1]
     else:
-        drop = [a % x.ndim for a in ((axis,) if isinstance(axis, int) else axis)]
+        drop = normalize_axes(axis, x.ndim, "squeeze")
         for a in drop:
             if x.type.shape[a] not in (1, None):
                 raise ValueError(f"squeeze: dimension {a} of {x} has size {x.type.shape[a]}, not 1")
@@ -282,9 +313,9 @@ def squeeze(x, axis=None):
 def expand_dims(x, axis):
     """``x`` with new size-1 dimensions inserted at ``axis`` (int or tuple)."""
     x = as_tensor_variable(x)
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     out_ndim = x.ndim + len(axes)
-    axes = sorted(a % out_ndim for a in axes)
+    axes = sorted(normalize_axes(axes, out_ndim, "expand_dims"))
     pattern, k = [], 0
     for i in range(out_ndim):
         if i in axes:

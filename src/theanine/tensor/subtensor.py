@@ -7,6 +7,8 @@ An index is described statically by ``idx_list``, one entry per index item:
 - ``("a",)``: an integer array (advanced indexing)
 - ``("b",)``: a boolean array (a mask; its result size is known only at run time)
 - ``("n",)``: ``None`` / ``np.newaxis``
+- ``("e",)``: an ``Ellipsis`` standing for no dimensions, kept only because it still
+  separates advanced indices (NumPy then moves their dimensions to the front)
 
 The symbolic values (slice bounds, integers, arrays) are the node's inputs after
 ``x`` (and ``y`` for IncSubtensor), in order. Semantics are NumPy's exactly,
@@ -54,11 +56,16 @@ def _parse_index(x, index):
         raise IndexError(f"too many indices for {x}: it has {x.ndim} dimensions but {consumed} were indexed")
     if Ellipsis in [i for i in items if not isinstance(i, Variable)]:
         pos = next(k for k, i in enumerate(items) if i is Ellipsis and not isinstance(i, Variable))
-        items = items[:pos] + [slice(None)] * (x.ndim - consumed) + items[pos + 1:]
+        fill = [slice(None)] * (x.ndim - consumed)
+        if not fill and any(isinstance(i, Variable) and i.ndim > 0 for i in items):
+            fill = [Ellipsis]
+        items = items[:pos] + fill + items[pos + 1:]
     idx_list, inputs = [], []
     for item in items:
         if item is None:
             idx_list.append(("n",))
+        elif item is Ellipsis:
+            idx_list.append(("e",))
         elif isinstance(item, slice):
             parts = []
             for part in (item.start, item.stop, item.step):
@@ -77,7 +84,11 @@ def _parse_index(x, index):
             idx_list.append(("b",) if item.dtype == "bool" else ("a",))
             inputs.append(item)
         else:
-            v = as_tensor_variable(item)
+            try:
+                v = as_tensor_variable(item)
+            except TypeError:
+                raise IndexError(f"{x}[...]: indices must be integers, slices, None, or integer/"
+                                 f"boolean arrays, got {item!r}") from None
             if v.ndim != 0 or v.dtype not in INT_DTYPES:
                 if v.dtype == "bool":
                     raise IndexError(f"{x}[...]: a boolean scalar is not a valid index")
@@ -99,6 +110,8 @@ def _result_type_shape(x_shape, idx_list, inputs, opname="Subtensor"):
         kind = e[0]
         if kind == "n":
             basic_out.append((pos, [1]))
+        elif kind == "e":
+            basic_out.append((pos, []))
         elif kind == "s":
             parts = [next(it) if present else None for present in e[1:]]
             consts = [None if p is None else _const(p) for p in parts]
@@ -173,6 +186,8 @@ def _build_index(idx_list, values, expand_masks=False):
         kind = e[0]
         if kind == "n":
             index.append(None)
+        elif kind == "e":
+            index.append(Ellipsis)
         elif kind == "s":
             parts = [int(next(it)) if present else None for present in e[1:]]
             if parts[2] == 0:
@@ -191,7 +206,7 @@ def _build_index(idx_list, values, expand_masks=False):
 def _describe_index(idx_list):
     parts = []
     for e in idx_list:
-        parts.append({"n": "None", "i": "int", "a": "int array", "b": "bool mask"}.get(e[0]) or
+        parts.append({"n": "None", "e": "...", "i": "int", "a": "int array", "b": "bool mask"}.get(e[0]) or
                      ":".join("?" if p else "" for p in e[1:]).rstrip(":") or ":")
     return "[" + ", ".join(parts) + "]"
 
@@ -325,8 +340,8 @@ def getitem(x, index):
     """x[index] (the implementation of TensorVariable.__getitem__)."""
     x = as_tensor_variable(x)
     idx_list, inputs = _parse_index(x, index)
-    if all(e == ("s", False, False, False) for e in idx_list):
-        return x
+    # x[:] (or x[...]) is a no-op, but it stays a Subtensor node, as in Theano, so that
+    # set_subtensor(x[:], y) and inc_subtensor(x[...], y) work
     return Subtensor(idx_list)(x, *inputs)
 
 
@@ -388,7 +403,8 @@ def take(a, indices, axis=None):
     a = as_tensor_variable(a)
     if axis is None:
         return a.flatten()[indices]
-    axis = axis % a.ndim
+    from theanine.tensor.shape import normalize_axis
+    axis = normalize_axis(axis, a.ndim, "take")
     return a[(slice(None),) * axis + (as_tensor_variable(indices),)]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from theanine.configparser import config
@@ -15,9 +17,19 @@ COMPLEX_DTYPES = ("complex64", "complex128")
 DISCRETE_DTYPES = ("bool",) + INT_DTYPES
 
 
+@functools.lru_cache(maxsize=4096)
+def _upcast(dtypes: tuple) -> str:
+    return str(np.result_type(*[np.dtype(d) for d in dtypes]))
+
+
 def upcast(*dtypes) -> str:
     """The dtype NumPy gives when combining arrays of these dtypes."""
-    return str(np.result_type(*[np.dtype(d) for d in dtypes]))
+    return _upcast(tuple(str(d) for d in dtypes))
+
+
+@functools.lru_cache(maxsize=256)
+def _dtype_name(dtype) -> str:
+    return str(np.dtype(dtype))
 
 
 def upgrade_to_float(dtype: str) -> str:
@@ -37,7 +49,7 @@ class TensorType(Type):
     """
 
     def __init__(self, dtype, shape=None, broadcastable=None):
-        dtype = str(np.dtype(dtype)) if dtype != "floatX" else config.floatX
+        dtype = config.floatX if dtype == "floatX" else _dtype_name(dtype)
         if dtype not in ALL_DTYPES:
             raise TypeError(f"TensorType: unsupported dtype {dtype!r}; expected one of {ALL_DTYPES}")
         if shape is None and broadcastable is not None:
