@@ -94,7 +94,7 @@ class Case:
     fn: Callable          # symbolic
     ref: Callable         # NumPy reference
     domains: tuple        # one generator per input
-    grad: str = "smooth"  # smooth | zero | none
+    grad: str = "smooth"  # smooth | zero (piecewise constant) | none (tested on its own)
     ints: tuple = ()      # integer dtypes the op is tested on (with int domains)
     int_domains: tuple = ()
 
@@ -146,10 +146,6 @@ UNARY = [
 ]
 
 
-def _mod_x(rng, shape, dtype):
-    return U(-5, 5)(rng, shape, dtype)
-
-
 BINARY = [
     Case("add", T.add, np.add, (U(-3, 3), U(-3, 3)), ints=("int8", "int32", "uint8"),
          int_domains=(INTS(0, 50), INTS(0, 50))),
@@ -162,7 +158,7 @@ BINARY = [
     # check for x // y across its jumps, but its gradient is zero everywhere.
     Case("int_div", T.int_div, np.floor_divide, (OFF_INT(-6, 6), U(1.1, 1.9)), grad="zero",
          ints=("int8", "int32", "int64"), int_domains=(INTS(-20, 20), INTS(-3, 4))),
-    Case("mod", T.mod, np.mod, (OFF_INT(-6, 6), U(1.1, 1.9)), grad="none",
+    Case("mod", T.mod, np.mod, (OFF_INT(-6, 6), U(1.1, 1.9)), grad="none",  # test_mod_grad
          ints=("int8", "int32", "int64"), int_domains=(INTS(-20, 20), INTS(-3, 4))),
     Case("pow", T.pow, np.power, (U(0.5, 2), U(-2, 2)), ints=("int32", "int64"),
          int_domains=(INTS(-4, 5), INTS(0, 4))),
@@ -449,44 +445,43 @@ def test_mixed_dtypes_upcast_like_numpy(da, db, fn, ref, mode, rng):
 
 # --- gradients ---------------------------------------------------------------------------
 
-GRAD_UNARY = [c for c in UNARY]
 GRAD_BINARY = [c for c in BINARY if c.grad != "none"]
 
 
-@pytest.mark.parametrize("case", GRAD_UNARY, ids=lambda c: c.name)
-def test_unary_grad(case, rng):
+@pytest.mark.parametrize("case", UNARY, ids=lambda c: c.name)
+def test_unary_grad(case, mode, rng):
     x = case.domains[0](rng, (2, 3), "float64")
-    verify_grad(case.fn, [x], rng=rng)
-    verify_grad(case.fn, [np.asarray(case.domains[0](rng, (), "float64"))], rng=rng)
+    verify_grad(case.fn, [x], rng=rng, mode=mode)
+    verify_grad(case.fn, [np.asarray(case.domains[0](rng, (), "float64"))], rng=rng, mode=mode)
 
 
 @pytest.mark.parametrize("shapes", [((2, 3), (2, 3)), ((2, 3), (3,)), ((3,), (2, 3)),
                                     ((2, 3), (1, 3)), ((2, 1), (1, 3)), ((), (2, 3))], ids=str)
 @pytest.mark.parametrize("case", GRAD_BINARY, ids=lambda c: c.name)
-def test_binary_grad(case, shapes, rng):
+def test_binary_grad(case, shapes, mode, rng):
     # the verify_grad inputs have no static shape: (1, 3) against (2, 3) broadcasts at run time
     vals = [np.asarray(d(rng, s, "float64")) for d, s in zip(case.domains, shapes)]
-    verify_grad(case.fn, vals, rng=rng)
+    verify_grad(case.fn, vals, rng=rng, mode=mode)
 
 
-def test_mod_grad(rng):
+def test_mod_grad(mode, rng):
     # away from the jumps of x % y: x / y = k + f with f in (0.2, 0.8)
     y = S(0.5, 2)(rng, (2, 3), "float64")
     x = y * (rng.integers(-3, 3, (2, 3)) + rng.uniform(0.2, 0.8, (2, 3)))
-    verify_grad(T.mod, [x, y], rng=rng)
-    verify_grad(lambda a, b: a % b, [x, y[0]], rng=rng)
+    verify_grad(T.mod, [x, y], rng=rng, mode=mode)
+    verify_grad(lambda a, b: a % b, [x, y[0]], rng=rng, mode=mode)
 
 
 @pytest.mark.parametrize("which", ["row", "col"])
 @pytest.mark.parametrize("case", [c for c in GRAD_BINARY if c.grad == "smooth"], ids=lambda c: c.name)
-def test_binary_grad_static_broadcastable(case, which, rng):
+def test_binary_grad_static_broadcastable(case, which, mode, rng):
     # one operand statically broadcastable ((1, 3) row or (2, 1) col), the other (2, 3)
     small = (1, 3) if which == "row" else (2, 1)
     pattern = (1, None) if which == "row" else (None, 1)
     a = np.asarray(case.domains[0](rng, (2, 3), "float64"))
     b = np.asarray(case.domains[1](rng, small, "float64"))
-    verify_grad(lambda x, y: case.fn(x, T.specify_shape(y, pattern)), [a, b], rng=rng)
-    verify_grad(lambda y, x: case.fn(T.specify_shape(y, pattern), x), [b, a], rng=rng)
+    verify_grad(lambda x, y: case.fn(x, T.specify_shape(y, pattern)), [a, b], rng=rng, mode=mode)
+    verify_grad(lambda y, x: case.fn(T.specify_shape(y, pattern), x), [b, a], rng=rng, mode=mode)
 
     # and with T.row / T.col inputs directly: the gradient keeps the input's static shape,
     # and equals the one computed with run-time broadcasting (checked by verify_grad above)
@@ -496,8 +491,8 @@ def test_binary_grad_static_broadcastable(case, which, rng):
     gx, gy = T.grad(T.sum(case.fn(x, y) * w), [x, y])
     assert gy.type.broadcastable == y.type.broadcastable
     x2, y2 = T.dmatrix(), T.dmatrix()
-    want = run("py", [x2, y2], T.grad(T.sum(case.fn(x2, y2) * w), [x2, y2]), [a, b])
-    got = run("py", [x, y], [gx, gy], [a, b])
+    want = run(mode, [x2, y2], T.grad(T.sum(case.fn(x2, y2) * w), [x2, y2]), [a, b])
+    got = run(mode, [x, y], [gx, gy], [a, b])
     for g, wv in zip(got, want):
         check_against(g, wv)
 
@@ -533,12 +528,7 @@ def test_runtime_broadcast_grad_both_ways(mode, rng):
     check_against(got_gy, -d.sum(axis=0, keepdims=True))
 
 
-# The cost reaches x only through a bool/int intermediate. Theano gives zeros there; theanine's
-# grad (gradient.py) drops gradients at discrete intermediates that are not in wrt, so it
-# raises DisconnectedInputError instead.
-_DISCRETE_PATH = pytest.mark.xfail(
-    strict=True, raises=theanine.gradient.DisconnectedInputError,
-    reason="gradient.grad does not propagate (zero) gradients through discrete intermediates")
+# The cost reaches x only through a bool/int intermediate: the gradient is zero, as in Theano.
 
 
 @pytest.mark.parametrize("fn", [*(pytest.param(f, id=f.__name__)
@@ -546,12 +536,9 @@ _DISCRETE_PATH = pytest.mark.xfail(
                                 pytest.param(lambda x: T.cast(T.eq(x, x), "float64") * x.sum() * 0,
                                              id="eq"),
                                 pytest.param(lambda x: T.int_div(x, 2.0), id="int_div"),
-                                pytest.param(lambda x: T.cast(T.lt(x, 0.5), "float64"),
-                                             marks=_DISCRETE_PATH, id="lt"),
-                                pytest.param(lambda x: T.switch(T.ge(x, 0.5), 1.0, 0.0),
-                                             marks=_DISCRETE_PATH, id="ge_switch"),
-                                pytest.param(lambda x: T.cast(T.cast(x, "int32"), "float64"),
-                                             marks=_DISCRETE_PATH, id="via_int")])
+                                pytest.param(lambda x: T.cast(T.lt(x, 0.5), "float64"), id="lt"),
+                                pytest.param(lambda x: T.switch(T.ge(x, 0.5), 1.0, 0.0), id="ge_switch"),
+                                pytest.param(lambda x: T.cast(T.cast(x, "int32"), "float64"), id="via_int")])
 def test_non_differentiable_ops_have_zero_gradient(fn, mode, rng):
     x = T.dvector()
     g = T.grad(T.sum(fn(x)), x)
@@ -571,18 +558,18 @@ def test_comparison_grad_is_zero_for_both_inputs(mode):
         check_against(got_gy, (~mask).astype("float64"))
 
 
-def test_clip_switch_relu_grad(rng):
+def test_clip_switch_relu_grad(mode, rng):
     x = S(0.2, 3)(rng, (2, 3), "float64")
-    verify_grad(lambda v: T.clip(v, -1.0, 1.5), [x], rng=rng)
-    verify_grad(lambda v, lo, hi: T.clip(v, lo, hi), [x, np.full(3, -1.0), np.full((2, 1), 1.5)], rng=rng)
+    verify_grad(lambda v: T.clip(v, -1.0, 1.5), [x], rng=rng, mode=mode)
+    verify_grad(lambda v, lo, hi: T.clip(v, lo, hi), [x, np.full(3, -1.0), np.full((2, 1), 1.5)], rng=rng, mode=mode)
     verify_grad(lambda c, a, b: T.switch(T.gt(c, 0), a, b),
-                [x, rng.uniform(size=(2, 3)), rng.uniform(size=(3,))], rng=rng)
-    verify_grad(lambda v: T.relu(v, alpha=0.3), [x], rng=rng)
+                [x, rng.uniform(size=(2, 3)), rng.uniform(size=(3,))], rng=rng, mode=mode)
+    verify_grad(lambda v: T.relu(v, alpha=0.3), [x], rng=rng, mode=mode)
 
 
-def test_float32_grad(rng):
+def test_float32_grad(mode, rng):
     x = U(0.5, 2)(rng, (2, 3), "float32")
-    verify_grad(lambda v: T.exp(v) * T.log(v) / (1 + v * v), [x], rng=rng)
+    verify_grad(lambda v: T.exp(v) * T.log(v) / (1 + v * v), [x], rng=rng, mode=mode)
 
 
 # --- Python operators on variables ---------------------------------------------------------

@@ -301,23 +301,23 @@ GRAD_REDUCERS = [
     for name, fn in GRAD_REDUCERS for axis in GRAD_AXES
     # over no axis: std = sqrt(0) has no derivative, and var with ddof=1 is 0/0
     if not (axis == () and name in ("std", "std_ddof1", "var_ddof1"))])
-def test_reduction_grad(name, fn, axis, keepdims, rng):
+def test_reduction_grad(name, fn, axis, keepdims, mode, rng):
     a = rng.uniform(0.5, 2.0, (3, 4)) * rng.choice([-1.0, 1.0], (3, 4))  # distinct, non-zero
-    verify_grad(lambda x: fn(x, axis=axis, keepdims=keepdims), [a], rng=rng)
+    verify_grad(lambda x: fn(x, axis=axis, keepdims=keepdims), [a], rng=rng, mode=mode)
 
 
 @pytest.mark.parametrize("axis", [None, 0, 1, -1])
 @pytest.mark.parametrize("n_zeros", [1, 2, 3])
-def test_prod_grad_with_exact_zeros(axis, n_zeros, rng):
+def test_prod_grad_with_exact_zeros(axis, n_zeros, mode, rng):
     a = rng.uniform(0.5, 2.0, (3, 4)) * rng.choice([-1.0, 1.0], (3, 4))
     # row 0 has one zero, row 1 has n_zeros zeros, row 2 none; column 1 gets zeros too
     a[0, 1] = 0.0
     a[1, :n_zeros] = 0.0
-    verify_grad(lambda x: T.prod(x, axis=axis), [a], rng=rng)
-    verify_grad(lambda x: T.prod(x, axis=axis, keepdims=True), [a], rng=rng)
+    verify_grad(lambda x: T.prod(x, axis=axis), [a], rng=rng, mode=mode)
+    verify_grad(lambda x: T.prod(x, axis=axis, keepdims=True), [a], rng=rng, mode=mode)
     # the exact value: d prod / d x_i = product of the other entries of the slice
     x = T.dmatrix()
-    g = theanine.function([x], T.grad(T.sum(T.prod(x, axis=axis)), x))(a)
+    g = theanine.function([x], T.grad(T.sum(T.prod(x, axis=axis)), x), mode=mode)(a)
     want = np.zeros_like(a)
     flat_axis = axis
     for idx in np.ndindex(*a.shape):
@@ -349,7 +349,7 @@ def test_logsumexp_of_large_values(mode):
     want_g = np.zeros_like(a)
     want_g[0] = sps.softmax(a[0])
     check_against(g, want_g)
-    verify_grad(lambda v: T.logsumexp(v, axis=1), [a])
+    verify_grad(lambda v: T.logsumexp(v, axis=1), [a], mode=mode)
 
 
 def test_logsumexp_with_infinities(mode):
@@ -363,11 +363,11 @@ def test_logsumexp_with_infinities(mode):
 
 @pytest.mark.parametrize("axis", [None, 0, 1, -1])
 @pytest.mark.parametrize("fn", [T.cumsum, T.cumprod], ids=["cumsum", "cumprod"])
-def test_cumulative_grad(fn, axis, rng):
+def test_cumulative_grad(fn, axis, mode, rng):
     a = rng.uniform(0.5, 2.0, (3, 4)) * rng.choice([-1.0, 1.0], (3, 4))
-    verify_grad(lambda x: fn(x, axis=axis), [a], rng=rng)
+    verify_grad(lambda x: fn(x, axis=axis), [a], rng=rng, mode=mode)
     if axis != 1:
-        verify_grad(lambda x: fn(x, axis=axis), [a[0]], rng=rng)
+        verify_grad(lambda x: fn(x, axis=axis), [a[0]], rng=rng, mode=mode)
 
 
 def test_max_grad_goes_to_the_maximum(mode):
@@ -379,9 +379,9 @@ def test_max_grad_goes_to_the_maximum(mode):
     check_against(gmin, np.array([[0.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
 
 
-def test_reduction_grad_float32(rng):
+def test_reduction_grad_float32(mode, rng):
     a = rng.uniform(0.5, 2.0, (3, 4)).astype("float32")
-    verify_grad(lambda x: T.sum(x, axis=1) * T.mean(x, axis=1) + T.var(x, axis=1), [a], rng=rng)
+    verify_grad(lambda x: T.sum(x, axis=1) * T.mean(x, axis=1) + T.var(x, axis=1), [a], rng=rng, mode=mode)
 
 
 def test_reductions_of_discrete_inputs_have_zero_grad(mode):

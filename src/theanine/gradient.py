@@ -13,7 +13,7 @@ import numpy as np
 
 from theanine.configparser import config
 from theanine.graph.basic import Apply, Op, Type, Variable
-from theanine.graph.traversal import ancestors, graph_inputs, toposort
+from theanine.graph.traversal import clone_replace, graph_inputs, toposort
 from theanine.tensor.type import COMPLEX_DTYPES, DISCRETE_DTYPES, FLOAT_DTYPES
 
 
@@ -191,8 +191,6 @@ def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise", add_nam
         for i, (inp, g) in enumerate(zip(node.inputs, in_grads)):
             if inp not in depends or inp in blockers or not any(pattern[i]) or is_disconnected(g):
                 continue
-            if inp.dtype in DISCRETE_DTYPES and inp not in wrt_set:
-                continue
             if _is_null(g):
                 contributions.setdefault(inp, []).append(g)
                 continue
@@ -272,7 +270,10 @@ def Rop(f, wrt, eval_points, disconnected_outputs="raise", return_disconnected="
                 raise DisconnectedInputError(f"Rop: output {fi} does not depend on wrt")
             results.append(_zeros_for(fi) if return_disconnected == "zero" else None)
             continue
-        results.append(grad(None, u, known_grads=dict(pairs), disconnected_inputs="ignore"))
+        jvp = grad(None, u, known_grads=dict(pairs), disconnected_inputs="ignore")
+        # jvp is linear in u and so independent of its value, but it may still read u's
+        # shape: give it a u of the right shape so that u is not an input of the result.
+        results.append(clone_replace(jvp, {u: _zeros_for(fi)}))
     return results if f_list else results[0]
 
 

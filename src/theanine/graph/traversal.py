@@ -65,19 +65,24 @@ def clone_graph(inputs: Sequence[Variable], outputs: Sequence[Variable],
     memo: dict[Variable, Variable] = {}
     for v in inputs:
         memo[v] = v.clone() if copy_inputs and not isinstance(v, Constant) else v
+
+    def copy_nodes(roots):
+        for node in toposort(roots, blockers=list(memo)):
+            new_inputs = [memo.get(i, i) for i in node.inputs]
+            new_node = node.clone_with_new_inputs(new_inputs)
+            if new_node is node:
+                new_node = Apply(node.op, new_inputs, [o.type.make_variable(o.name) for o in node.outputs])
+                for new, old in zip(new_node.outputs, node.outputs):
+                    new.tag = type(old.tag)(**vars(old.tag))
+            for old, new in zip(node.outputs, new_node.outputs):
+                memo.setdefault(old, new)
+
     if replace:
+        # The replacements are expressed in terms of the original inputs: copy them first.
+        copy_nodes(list(replace.values()))
         for old, new in replace.items():
-            memo[old] = new
-    roots = list(outputs) + ([] if not replace else list(replace.values()))
-    for node in toposort(roots, blockers=list(memo)):
-        new_inputs = [memo.get(i, i) for i in node.inputs]
-        new_node = node.clone_with_new_inputs(new_inputs)
-        if new_node is node:
-            new_node = Apply(node.op, new_inputs, [o.type.make_variable(o.name) for o in node.outputs])
-            for new, old in zip(new_node.outputs, node.outputs):
-                new.tag = type(old.tag)(**vars(old.tag))
-        for old, new in zip(node.outputs, new_node.outputs):
-            memo.setdefault(old, new)
+            memo[old] = memo.get(new, new)
+    copy_nodes(list(outputs))
     new_outputs = [memo.get(o, o) for o in outputs]
     return [memo[i] for i in inputs], new_outputs, memo
 

@@ -1,9 +1,9 @@
 """Canonicalize: exact algebraic identities that remove work without changing results.
 
-Every rewrite here gives the same numbers as the graph it replaces (the one
-IEEE nuance is stated where it applies: ``x + 0`` turns a ``-0.0`` into
-``+0.0``, which compares equal). The helpers at the top are shared with the
-stabilize and specialize passes.
+Every rewrite here gives the same numbers as the graph it replaces. The one
+IEEE nuance is stated where it applies: ``x + 0 -> x`` keeps a ``-0.0`` that
+the addition would have made ``+0.0`` (the two compare equal). The helpers at
+the top are shared with the stabilize and specialize passes.
 """
 
 from __future__ import annotations
@@ -52,12 +52,13 @@ def replacement(node, new):
     return [cast(new, out.dtype)]
 
 
-def operand_besides(node, scalar_op, value):
-    """For ``node`` = ``scalar_op(a, b)``: the operand other than a constant ``value``, else None."""
+def operand_besides(node, value):
+    """For a binary elementwise ``node`` = op(a, b): the operand other than a constant ``value``
+    (b, or a too when op is commutative), else None."""
     a, b = node.inputs
     if is_constant_value(b, value):
         return a
-    if scalar_op.commutative and is_constant_value(a, value):
+    if node.op.scalar_op.commutative and is_constant_value(a, value):
         return b
     return None
 
@@ -71,7 +72,7 @@ def is_shape_i(var, x, i) -> bool:
     if vec.owner is None or not isinstance(vec.owner.op, Shape) or vec.owner.inputs[0] is not x:
         return False
     try:
-        return get_scalar_constant_value(node.inputs[1]) % max(x.ndim, 1) == i
+        return get_scalar_constant_value(node.inputs[1]) in (i, i - x.ndim)
     except NotScalarConstantError:
         return False
 
@@ -96,35 +97,35 @@ def _is_lossless_cast(src, dst) -> bool:
 @register_rewrite("canonicalize", tracks=(Elemwise(ts.mul),))
 def mul_by_one(fgraph, node):
     """x * 1 -> x and 1 * x -> x"""
-    x = operand_besides(node, ts.mul, 1)
+    x = operand_besides(node, 1)
     return None if x is None else replacement(node, x)
 
 
 @register_rewrite("canonicalize", tracks=(Elemwise(ts.add),))
 def add_zero(fgraph, node):
     """x + 0 -> x and 0 + x -> x (a -0.0 input gives -0.0 instead of +0.0: equal values)"""
-    x = operand_besides(node, ts.add, 0)
+    x = operand_besides(node, 0)
     return None if x is None else replacement(node, x)
 
 
 @register_rewrite("canonicalize", tracks=(Elemwise(ts.sub),))
 def sub_zero(fgraph, node):
     """x - 0 -> x"""
-    x = operand_besides(node, ts.sub, 0)
+    x = operand_besides(node, 0)
     return None if x is None else replacement(node, x)
 
 
 @register_rewrite("canonicalize", tracks=(Elemwise(ts.true_div),))
 def div_by_one(fgraph, node):
     """x / 1 -> x"""
-    x = operand_besides(node, ts.true_div, 1)
+    x = operand_besides(node, 1)
     return None if x is None else replacement(node, x)
 
 
 @register_rewrite("canonicalize", tracks=(Elemwise(ts.pow_),))
 def pow_one(fgraph, node):
     """x ** 1 -> x"""
-    x = operand_besides(node, ts.pow_, 1)
+    x = operand_besides(node, 1)
     return None if x is None else replacement(node, x)
 
 

@@ -14,7 +14,7 @@ from theanine.tensor.type import COMPLEX_DTYPES, FLOAT_DTYPES
 
 def _base_of_power(node, exponent):
     """x (in the result's dtype) when ``node`` computes ``x ** exponent``, else None."""
-    x = operand_besides(node, ts.pow_, exponent)
+    x = operand_besides(node, exponent)
     return None if x is None else tm.cast(x, node.outputs[0].dtype)
 
 

@@ -17,10 +17,13 @@ from theanine.tensor import math as tm
 from theanine.tensor.elemwise import DimShuffle, Elemwise
 
 
-def _neg(x):
-    """-x, without stacking a second negation on a negation."""
+def _neg(x, dtype):
+    """-x in ``dtype`` (a float: negating unsigned or extreme integers wraps around),
+    without stacking a second negation on a negation."""
     inner = elemwise_inputs(x, ts.neg)
-    return inner[0] if inner is not None else tm.neg(x)
+    if inner is not None and x.dtype == dtype:
+        return inner[0]
+    return tm.neg(tm.cast(x, dtype))
 
 
 @register_rewrite("stabilize", tracks=(Elemwise(ts.log),))
@@ -53,16 +56,17 @@ def one_minus_sigmoid(fgraph, node):
     x = elemwise_inputs(s, ts.sigmoid)
     if x is None or not is_constant_value(c, 1):
         return None
-    return replacement(node, tm.sigmoid(_neg(x[0])))
+    return replacement(node, tm.sigmoid(_neg(x[0], s.dtype)))
 
 
 @register_rewrite("stabilize", tracks=(Elemwise(ts.log),))
 def log_sigmoid(fgraph, node):
     """log(sigmoid(x)) -> -softplus(-x)"""
-    x = elemwise_inputs(node.inputs[0], ts.sigmoid)
+    s = node.inputs[0]
+    x = elemwise_inputs(s, ts.sigmoid)
     if x is None:
         return None
-    return replacement(node, tm.neg(tm.softplus(_neg(x[0]))))
+    return replacement(node, tm.neg(tm.softplus(_neg(x[0], s.dtype))))
 
 
 def _is_shifted_by_its_max(v) -> bool:
@@ -84,8 +88,9 @@ def log_sum_exp(fgraph, node):
         keepdims, total = total.owner.op, total.owner.inputs[0]
     if total.owner is None or not isinstance(total.owner.op, tm.Reduce) or total.owner.op.kind != "sum":
         return None
-    x = elemwise_inputs(total.owner.inputs[0], ts.exp)
+    exps = total.owner.inputs[0]
+    x = elemwise_inputs(exps, ts.exp)
     if x is None or _is_shifted_by_its_max(x[0]):
         return None
-    out = tm.logsumexp(x[0], total.owner.op.axis)
+    out = tm.logsumexp(tm.cast(x[0], exps.dtype), total.owner.op.axis)
     return replacement(node, keepdims(out) if keepdims is not None else out)

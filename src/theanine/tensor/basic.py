@@ -66,23 +66,25 @@ for _kind in _PATTERNS:
 globals().update(_constructors)
 
 
-def scalars(names, dtype=None):
-    """Several scalars at once: ``x, y = scalars('x', 'y')`` or ``scalars('x y')``."""
-    return _many("scalar", names, dtype)
+def _make_plural(kind, dtype):
+    def many(*names, dtype=dtype):
+        """Several inputs at once: ``x, y = dvectors('x', 'y')`` (or one string 'x y')."""
+        if len(names) == 1 and isinstance(names[0], str):
+            names = names[0].replace(",", " ").split()
+        elif len(names) == 1 and isinstance(names[0], int):
+            names = [None] * names[0]
+        return [_constructors[kind](n, dtype=dtype) for n in names]
+
+    return many
 
 
-def vectors(names, dtype=None):
-    return _many("vector", names, dtype)
-
-
-def matrices(names, dtype=None):
-    return _many("matrix", names, dtype)
-
-
-def _many(kind, names, dtype):
-    if isinstance(names, str):
-        names = names.replace(",", " ").split()
-    return [_constructors[kind](n, dtype=dtype) for n in names]
+_plurals = {}
+for _kind in _PATTERNS:
+    _plural = "matrices" if _kind == "matrix" else _kind + "s"
+    _plurals[_plural] = _make_plural(_kind, None)
+    for _p, _dt in _PREFIXES.items():
+        _plurals[_p + _plural] = _make_plural(_kind, _dt)
+globals().update(_plurals)
 
 
 # --- constants and helpers ---------------------------------------------------------------
@@ -627,8 +629,8 @@ def flip(x, axis=None):
     return x[tuple(index)]
 
 
-__all__ = sorted(set(_constructors) | {
-    "tensor", "scalars", "vectors", "matrices", "NotScalarConstantError",
+__all__ = sorted(set(_constructors) | set(_plurals) | {
+    "tensor", "NotScalarConstantError",
     "get_scalar_constant_value", "Alloc", "alloc", "broadcast_to", "zeros", "ones", "full",
     "zeros_like", "ones_like", "full_like", "ARange", "arange", "Eye", "eye", "identity_like",
     "Join", "concatenate", "join", "stack", "horizontal_stack", "vertical_stack", "Split",

@@ -49,7 +49,10 @@ class TensorType(Type):
     """
 
     def __init__(self, dtype, shape=None, broadcastable=None):
-        dtype = config.floatX if dtype == "floatX" else _dtype_name(dtype)
+        try:
+            dtype = config.floatX if dtype == "floatX" else _dtype_name(dtype)
+        except TypeError:
+            raise TypeError(f"TensorType: unsupported dtype {dtype!r}; expected one of {ALL_DTYPES}") from None
         if dtype not in ALL_DTYPES:
             raise TypeError(f"TensorType: unsupported dtype {dtype!r}; expected one of {ALL_DTYPES}")
         if shape is None and broadcastable is not None:
