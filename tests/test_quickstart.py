@@ -18,3 +18,16 @@ def test_codegen_subpackage_imports():
     import theanine.codegen
 
     assert theanine.codegen.__name__ == "theanine.codegen"
+
+
+def test_every_scalar_op_names_an_ir_opcode_of_its_arity():
+    """The scalar table and the kernel IR's vocabulary agree (the back ends' contract)."""
+    import theanine.scalar.basic as sb
+    from theanine.codegen.ir import SCALAR_OPCODES, opcode
+
+    ops = [v for v in vars(sb).values() if isinstance(v, sb.ScalarOp)] + [sb.Cast("int32")]
+    assert len(ops) > 60
+    for op in ops:
+        assert opcode(op.ir).arity == op.nin, op
+    used = {op.ir for op in ops}
+    assert used == set(SCALAR_OPCODES), set(SCALAR_OPCODES) ^ used
