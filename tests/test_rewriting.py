@@ -227,6 +227,8 @@ def test_remove_noop_specify_shape():
     f = compile_fn([m], T.specify_shape(m, (2, None)))
     assert "remove_noop_specify_shape" in fired(f)
     assert SpecifyShape not in op_types(f)
+    v = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_array_equal(f(v), v)
 
 
 def test_remove_noop_sum_to():

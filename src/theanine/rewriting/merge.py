@@ -23,10 +23,9 @@ def _signature(const):
 def merge(fgraph) -> int:
     """Merge equal nodes and equal constants of ``fgraph``; returns how many were merged.
 
-    Nodes are keyed with their constant inputs replaced by one representative per
-    value, so nodes applied to equal constants merge directly, and their constant
-    inputs leave the graph with them (merging every constant first would hand one
-    constant all their clients, and pruning those one by one is quadratic).
+    One pass in topological order: nodes are keyed with each constant input replaced
+    by one representative per value, so nodes applied to equal constants merge in
+    the same pass; the equal constants still in the graph are merged last.
     """
     fgraph.phase = "merge"
     merged = 0

@@ -81,11 +81,11 @@ def _is_shifted_by_its_max(v) -> bool:
 
 @register_rewrite("stabilize", tracks=(Elemwise(ts.log),))
 def log_sum_exp(fgraph, node):
-    """log(sum(exp(x), axis)) -> logsumexp(x, axis) (also with keepdims)"""
+    """log(sum(exp(x), axis)) -> logsumexp(x, axis), also through a dimshuffle (keepdims)"""
     total = node.inputs[0]
-    keepdims = None
+    shuffle = None  # log is elementwise: log(dimshuffle(s)) = dimshuffle(log(s))
     if total.owner is not None and isinstance(total.owner.op, DimShuffle):
-        keepdims, total = total.owner.op, total.owner.inputs[0]
+        shuffle, total = total.owner.op, total.owner.inputs[0]
     if total.owner is None or not isinstance(total.owner.op, tm.Reduce) or total.owner.op.kind != "sum":
         return None
     exps = total.owner.inputs[0]
@@ -93,4 +93,4 @@ def log_sum_exp(fgraph, node):
     if x is None or _is_shifted_by_its_max(x[0]):
         return None
     out = tm.logsumexp(tm.cast(x[0], exps.dtype), total.owner.op.axis)
-    return replacement(node, keepdims(out) if keepdims is not None else out)
+    return replacement(node, shuffle(out) if shuffle is not None else out)
