@@ -86,3 +86,84 @@ def opcode(name: str) -> Opcode:
         return SCALAR_OPCODES[name]
     except KeyError:
         raise KeyError(f"unknown scalar opcode {name!r}; known: {', '.join(sorted(SCALAR_OPCODES))}") from None
+
+
+# --- scalar programs: the body of an elementwise kernel ------------------------------------
+
+
+@dataclass(frozen=True)
+class Instr:
+    """``dtype = opcode(args...)``, operands first converted to ``compute_dtype``.
+
+    ``args`` are value ids of the enclosing ScalarProgram. For ``cast`` the
+    compute dtype is the source dtype; for comparisons and predicates it is the
+    operands' common dtype and ``dtype`` is bool; for ``select`` the condition
+    is read as "non-zero" and the two branches are converted.
+    """
+
+    opcode: str
+    args: tuple
+    dtype: str
+    compute_dtype: str
+
+
+@dataclass(frozen=True)
+class ScalarProgram:
+    """A straight-line scalar program in SSA form.
+
+    Value ids: ``0 .. len(input_dtypes)-1`` are the inputs, then one id per
+    entry of ``constants`` (``(value, dtype)`` pairs), then one per instruction.
+    ``outputs`` lists the value ids the program returns.
+    """
+
+    input_dtypes: tuple
+    constants: tuple
+    instrs: tuple
+    outputs: tuple
+
+    def value_dtype(self, vid: int) -> str:
+        """The dtype of value ``vid``."""
+        n_in, n_const = len(self.input_dtypes), len(self.constants)
+        if vid < n_in:
+            return self.input_dtypes[vid]
+        if vid < n_in + n_const:
+            return self.constants[vid - n_in][1]
+        return self.instrs[vid - n_in - n_const].dtype
+
+    @property
+    def output_dtypes(self) -> tuple:
+        return tuple(self.value_dtype(v) for v in self.outputs)
+
+    def __str__(self):
+        n_in = len(self.input_dtypes)
+        names = [f"i{k}" for k in range(n_in)]
+        names += [repr(v) for v, _ in self.constants]
+        lines = []
+        for instr in self.instrs:
+            name = f"v{len(names)}"
+            args = ", ".join(names[a] for a in instr.args)
+            lines.append(f"{name}: {instr.dtype} = {instr.opcode}({args})")
+            names.append(name)
+        lines.append("return " + ", ".join(names[v] for v in self.outputs))
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ElementwiseKernel:
+    """One loop nest over an output shape applying ``program`` to every element.
+
+    Inputs are strided buffers broadcast to the output shape (a stride of 0
+    repeats an element); outputs are strided buffers of the full shape.
+    The native signature is ``void name(const int64 *shape, char **data,
+    const int64 *strides)``: ``data`` holds the inputs then the outputs, and
+    ``strides[k * ndim + d]`` is buffer k's byte stride along dimension d.
+    """
+
+    name: str
+    ndim: int
+    program: ScalarProgram
+    label: str = ""
+
+    @property
+    def n_buffers(self) -> int:
+        return len(self.program.input_dtypes) + len(self.program.outputs)

@@ -6,6 +6,8 @@ back end is compared with.
 
 from __future__ import annotations
 
+import functools
+
 from theanine.graph.basic import Constant, format_trace
 from theanine.graph.traversal import toposort
 
@@ -37,13 +39,14 @@ def reraise_with_context(node, inputs, exc):
 
 
 class GraphRunner:
-    """Evaluates ``outputs`` from values of ``inputs`` by calling each node's ``perform``.
+    """Evaluates ``outputs`` from values of ``inputs`` by calling each node's ``perform``
+    (or the native thunk given for it in ``thunks``: ``thunk(input_values, output_storage)``).
 
     Storage cells are allocated once; intermediate values are released as soon
     as their last consumer has run.
     """
 
-    def __init__(self, inputs, outputs, nodes=None):
+    def __init__(self, inputs, outputs, nodes=None, thunks=None):
         self.inputs = list(inputs)
         self.outputs = list(outputs)
         self.nodes = nodes if nodes is not None else toposort(self.outputs, blockers=self.inputs)
@@ -86,8 +89,10 @@ class GraphRunner:
                 c = index[v]
                 if c not in keep and c not in last_use:
                     frees[k].append(c)
-        self.program = [(node, [index[v] for v in node.inputs], [index[v] for v in node.outputs],
-                         frees[k]) for k, node in enumerate(self.nodes)]
+        thunks = thunks or {}
+        self.program = [(node, thunks.get(node) or functools.partial(node.op.perform, node),
+                         [index[v] for v in node.inputs], [index[v] for v in node.outputs], frees[k])
+                        for k, node in enumerate(self.nodes)]
 
     def __call__(self, *values):
         cells = [None] * self.n_cells
@@ -95,11 +100,11 @@ class GraphRunner:
             cells[c] = data
         for c, v in zip(self.input_cells, values):
             cells[c] = v
-        for node, ins, outs, frees in self.program:
+        for node, run, ins, outs, frees in self.program:
             args = [cells[c] for c in ins]
             storage = [[None] for _ in outs]
             try:
-                node.op.perform(node, args, storage)
+                run(args, storage)
             except Exception as exc:  # add where it happened, keep the type
                 reraise_with_context(node, args, exc)
             for c, s, var in zip(outs, storage, node.outputs):

@@ -13,6 +13,7 @@ from theanine.graph.traversal import ancestors, clone_graph, graph_inputs
 
 MODES = {
     "py": "the NumPy reference executor, with all rewrites",
+    "llvm": "native kernels through LLVM for fused elementwise nodes; other nodes via perform",
     "FAST_RUN": "alias of the default optimising mode (currently 'py')",
     "FAST_COMPILE": "the reference executor with only merge and constant folding",
 }
@@ -165,14 +166,42 @@ class Function:
         rewrite_graph(self.graph, mode)
         self.rewrite_log = self.graph.rewrite_log
         self._n_out = len(out_vars)
-        self._runner = GraphRunner(self.graph.inputs, self.graph.outputs, self.graph.toposort())
+        self._native = None
+        thunks = None
+        if mode == "llvm":
+            from theanine.compile.native import NativeProgram
+            self._native = NativeProgram(self.graph)
+            thunks = self._native.thunks
+        self._runner = GraphRunner(self.graph.inputs, self.graph.outputs, self.graph.toposort(), thunks)
         self._names = {}
         for k, i in enumerate(self._ins):
             if i.name:
                 self._names.setdefault(i.name, k)
         self.inputs = in_vars
         self.outputs = out_vars
-        self.fallbacks = []
+
+    @property
+    def kernels(self) -> list:
+        """The native kernels of this function (empty for mode 'py'), each with its fused ops."""
+        return list(self._native.kernels) if self._native is not None else []
+
+    @property
+    def fallbacks(self) -> list:
+        """The nodes that run through their Python ``perform`` (every node in mode 'py')."""
+        if self._native is None:
+            return self.graph.toposort()
+        return list(self._native.fallbacks)
+
+    def source(self, target="llvm", optimized=False) -> str:
+        """Generated code: target 'llvm' (``optimized=True`` after LLVM's passes) or 'asm'."""
+        from theanine.codegen import jit
+        from theanine.compile.native import NativeProgram
+        if target not in ("llvm", "asm"):
+            raise ValueError(f"source: unknown target {target!r}; available: 'llvm', 'asm'")
+        text = (self._native or NativeProgram(self.graph, compile=False)).source
+        if target == "asm":
+            return jit.assembly(text)
+        return jit.optimized_ir(text) if optimized else text
 
     def _filter(self, k, value):
         spec = self._ins[k]

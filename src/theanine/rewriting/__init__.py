@@ -2,7 +2,8 @@
 
 Phases, in order: merge (CSE) and constant folding, canonicalize (exact
 algebraic identities), stabilize (numerically stable forms), specialize
-(cheaper forms), then merge once more.
+(cheaper forms), then merge once more. Native modes end with elementwise
+fusion (``rewriting.fusion``), which groups elementwise nodes into kernels.
 """
 
 from theanine.rewriting.engine import (PHASES, LocalRewrite, RewriteDB, apply_to_equilibrium,
@@ -13,6 +14,8 @@ from theanine.rewriting import constant_folding  # noqa: F401
 from theanine.rewriting import canonicalize, specialize, stabilize  # noqa: F401
 
 _FAST_COMPILE_PHASES = ("constant_folding",)
+#: modes whose graphs are fused into native kernels
+NATIVE_MODES = ("llvm",)
 
 
 def rewrite_graph(fgraph, mode="py", include=None, exclude=()):
@@ -22,6 +25,9 @@ def rewrite_graph(fgraph, mode="py", include=None, exclude=()):
     for phase in phases:
         if apply_to_equilibrium(fgraph, rewrite_db.query(phase, exclude=exclude), phase):
             merge(fgraph)  # only a changed graph can have new duplicates
+    if mode in NATIVE_MODES and "fusion" not in exclude:
+        from theanine.rewriting.fusion import fuse_elementwise
+        fuse_elementwise(fgraph)
     return fgraph
 
 

@@ -1,0 +1,96 @@
+"""Turns rendered LLVM IR into native code in this process, through llvmlite's MCJIT.
+
+One execution engine serves the whole process. A module is optimised at speed
+level 3 for the host CPU (vectorisation on), emitted as object code, stored in
+the on-disk cache under a key that covers the IR text, the LLVM version, the
+CPU name and features and the flags, and loaded into the engine. A module
+already loaded in this process is not loaded twice.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import llvmlite
+import llvmlite.binding as llvm
+
+from theanine.compile.cache import DiskCache, cache_key
+
+OPT_LEVEL = 3
+_lock = threading.Lock()
+_state = {}
+
+
+def _engine():
+    """The process-wide (target machine, execution engine), created on first use."""
+    if not _state:
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        triple = llvm.get_process_triple()
+        cpu = llvm.get_host_cpu_name()
+        features = llvm.get_host_cpu_features().flatten()
+        target = llvm.Target.from_triple(triple)
+        make_tm = lambda: target.create_target_machine(  # noqa: E731
+            cpu=cpu, features=features, opt=OPT_LEVEL, reloc="static", jit=True)
+        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), make_tm())
+        _state.update(tm=make_tm(), engine=engine, cpu=cpu, features=features, triple=triple,
+                      loaded={})
+    return _state
+
+
+def target_identity() -> tuple:
+    """What, besides the IR, determines the object code: versions, CPU, flags."""
+    s = _engine()
+    return ("llvm", llvmlite.__version__, ".".join(map(str, llvm.llvm_version_info)), s["triple"],
+            s["cpu"], s["features"], f"O{OPT_LEVEL}")
+
+
+def optimize(ir_text: str) -> llvm.ModuleRef:
+    """Parse, verify and optimise ``ir_text``; returns the optimised module."""
+    s = _engine()
+    module = llvm.parse_assembly(ir_text)
+    module.verify()
+    pto = llvm.create_pipeline_tuning_options(speed_level=OPT_LEVEL)
+    pto.loop_vectorization = True
+    pto.slp_vectorization = True
+    pass_builder = llvm.create_pass_builder(s["tm"], pto)
+    pass_builder.getModulePassManager().run(module, pass_builder)
+    return module
+
+
+def optimized_ir(ir_text: str) -> str:
+    """The LLVM IR of ``ir_text`` after optimisation."""
+    with _lock:
+        return str(optimize(ir_text))
+
+
+def assembly(ir_text: str) -> str:
+    """The host assembly of ``ir_text``."""
+    with _lock:
+        return _engine()["tm"].emit_assembly(optimize(ir_text))
+
+
+def compile_ir(ir_text: str, symbols, cache: DiskCache | None = None) -> dict:
+    """Native addresses of ``symbols`` defined by ``ir_text`` (compiled or taken from the cache)."""
+    with _lock:
+        s = _engine()
+        key = cache_key("llvm-object", ir_text, *target_identity())
+        loaded = s["loaded"].get(key)
+        if loaded is None:
+            cache = cache if cache is not None else DiskCache()
+            obj = cache.get("llvm", key)
+            if obj is None:
+                obj = s["tm"].emit_object(optimize(ir_text))
+                cache.put("llvm", key, obj)
+            s["engine"].add_object_file(llvm.ObjectFileRef.from_data(obj))
+            s["engine"].finalize_object()
+            loaded = s["loaded"][key] = {}
+        out = {}
+        for name in symbols:
+            if name not in loaded:
+                addr = s["engine"].get_function_address(name)
+                if not addr:
+                    raise RuntimeError(f"JIT: symbol {name!r} was not found in the compiled module")
+                loaded[name] = addr
+            out[name] = loaded[name]
+        return out

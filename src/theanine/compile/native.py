@@ -1,0 +1,127 @@
+"""The LLVM linker: elementwise nodes of a rewritten graph become native kernels.
+
+Every (fused) elementwise node whose scalar program the renderer supports is
+lowered to one kernel; all kernels of a function live in one LLVM module,
+compiled once (and cached on disk). Other nodes still run through their
+``perform`` and are listed in ``fallbacks``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from theanine.codegen import jit, llvm, lower
+from theanine.scalar.composite import single_program
+from theanine.tensor.elemwise import Elemwise
+
+_KERNEL_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+
+
+@dataclass
+class KernelInfo:
+    """What one native kernel computes: its name, the ops fused into it, its loops and body."""
+
+    name: str
+    ops: tuple
+    loops: str
+    program: str
+    node: object
+
+    def __str__(self):
+        return f"{self.name}: {' -> '.join(self.ops)}\n  loops: {self.loops}\n  " + \
+            self.program.replace("\n", "\n  ")
+
+
+def _loops(ndim):
+    dims = max(ndim, 1)
+    outer = "".join(f"for i{d} < n{d}: " for d in range(dims - 1))
+    return f"{outer}for i{dims - 1} < n{dims - 1} (dense or strided)"
+
+
+class NativeProgram:
+    """The kernels of one compiled function: LLVM source, native thunks, fallbacks."""
+
+    def __init__(self, fgraph, compile=True):
+        module = llvm.Module("theanine")
+        planned = []
+        self.fallbacks = []
+        for node in fgraph.toposort():
+            if isinstance(node.op, Elemwise):
+                program = single_program(node.op.scalar_op, [i.dtype for i in node.inputs])
+                if lower.supports_program(program):
+                    name = f"__KERNEL{len(planned)}__"
+                    kernel, inner = lower.elementwise_kernel(
+                        name, program, [i.type.shape for i in node.inputs], node.outputs[0].type.shape)
+                    llvm.render_elementwise(module, kernel, inner)
+                    ops = getattr(node.op.scalar_op, "ops", (node.op.scalar_op,))
+                    planned.append((node, tuple(op.name for op in ops), _loops(kernel.ndim), str(program)))
+                    continue
+            self.fallbacks.append(node)
+        text = module.render()
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        names = [f"theanine_{digest}_k{k}" for k in range(len(planned))]
+        for k, name in enumerate(names):
+            text = text.replace(f"__KERNEL{k}__", name)
+        self.source = text.replace("'theanine'", f"'theanine_{digest}'").replace(
+            '"theanine"', f'"theanine_{digest}"')
+        self.kernels = [KernelInfo(name, ops, loops, prog, node)
+                        for name, (node, ops, loops, prog) in zip(names, planned)]
+        self.thunks = {}
+        if compile and planned:
+            addresses = jit.compile_ir(self.source, names)
+            for info in self.kernels:
+                self.thunks[info.node] = ElementwiseThunk(info.node, _KERNEL_TYPE(addresses[info.name]))
+
+
+def _broadcast_shape(node, arrays):
+    try:
+        return np.broadcast_shapes(*[a.shape for a in arrays])
+    except ValueError:
+        shapes = ", ".join(str(a.shape) for a in arrays)
+        raise ValueError(f"{node.op}: shapes {shapes} cannot be broadcast together") from None
+
+
+def _coalesce(shape, strides):
+    """Merge neighbouring dimensions that every buffer walks contiguously."""
+    shape = list(shape)
+    strides = [list(s) for s in strides]
+    d = len(shape) - 2
+    while d >= 0:
+        if all(s[d] == s[d + 1] * shape[d + 1] for s in strides):
+            shape[d + 1] *= shape[d]
+            del shape[d]
+            for s in strides:
+                del s[d]
+        d -= 1
+    return shape, strides
+
+
+class ElementwiseThunk:
+    """Runs one native elementwise kernel: broadcasting, allocation, strides, the call."""
+
+    def __init__(self, node, fn):
+        self.node = node
+        self.fn = fn
+        self.ndim = node.outputs[0].type.ndim
+        self.dtype = node.outputs[0].type.numpy_dtype
+
+    def __call__(self, inputs, storage):
+        arrays = [np.asarray(a) for a in inputs]
+        shape = _broadcast_shape(self.node, arrays)
+        out = np.empty(shape, dtype=self.dtype)
+        nd = max(self.ndim, 1)
+        rows = []
+        for a in arrays + [out]:
+            rows.append([0 if n == 1 else s for n, s in zip(a.shape, a.strides)] or [0])
+        dims, rows = _coalesce(list(shape) or [1], rows)
+        pad = nd - len(dims)
+        dims = [1] * pad + dims
+        strides = np.array([[0] * pad + r for r in rows], dtype=np.int64)
+        shape_arr = np.array(dims, dtype=np.int64)
+        data = np.array([a.ctypes.data for a in arrays] + [out.ctypes.data], dtype=np.uintp)
+        self.fn(shape_arr.ctypes.data, data.ctypes.data, strides.ctypes.data)
+        storage[0][0] = out
