@@ -167,3 +167,23 @@ class ElementwiseKernel:
     @property
     def n_buffers(self) -> int:
         return len(self.program.input_dtypes) + len(self.program.outputs)
+
+
+@dataclass(frozen=True)
+class ReduceKernel:
+    """A loop nest over the inputs' broadcast shape combining ``program``'s value at each
+    element into the output element it reduces to.
+
+    ``kind`` is sum, prod, max, min, all or any; ``axes`` are the reduced dimensions.
+    The output has the input rank with stride 0 along ``axes`` and holds the
+    reduction's identity on entry. Same native signature as ElementwiseKernel.
+    Float sums and products may be reassociated (vectorised partial sums).
+    """
+
+    name: str
+    ndim: int
+    axes: tuple
+    kind: str
+    program: ScalarProgram
+    out_dtype: str
+    label: str = ""

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import struct
 
-from theanine.codegen.ir import ElementwiseKernel, Instr, ScalarProgram
+from theanine.codegen import vecmath
+from theanine.codegen.ir import ElementwiseKernel, Instr, ReduceKernel, ScalarProgram
 
 LLVM_TYPES = {
     "bool": "i8", "int8": "i8", "uint8": "i8", "int16": "i16", "uint16": "i16",
@@ -65,6 +66,15 @@ def supports_instr(instr: Instr) -> bool:
     if c in INTS:
         return instr.opcode in _INT_OPS
     return instr.opcode in _BOOL_OPS
+
+
+def supports_reduce(kind: str, out_dtype: str) -> bool:
+    """Whether this renderer implements the reduction ``kind`` into ``out_dtype``."""
+    if out_dtype not in LLVM_TYPES:
+        return False
+    if kind in ("all", "any"):
+        return out_dtype == "bool"
+    return kind in ("sum", "prod", "max", "min") and out_dtype != "bool"
 
 
 def supports_program(program: ScalarProgram) -> bool:
@@ -201,6 +211,12 @@ class _Scalar:
             return b.emit(f"{_FLOAT_BINARY[op]} {t} {v[0]}, {v[1]}")
         if op in _CMP:
             return b.emit(f"fcmp {_FCMP[op]} {t} {v[0]}, {v[1]}")
+        vector_fn = vecmath.function(op, dtype)
+        if vector_fn is not None:
+            name, definition = vector_fn
+            b.module.define(name, definition)
+            args = ", ".join(f"{t} {x}" for x in v)
+            return b.emit(f"call {t} @{name}({args})")
         if op in _FLOAT_INTRINSIC:
             return b.call(_intrinsic(_FLOAT_INTRINSIC[op], t), t, [v[0]], [t])
         if op in _FLOAT_LIBM:
@@ -377,13 +393,19 @@ class Module:
         self.name = name
         self.functions = []
         self.declarations = {}
+        self.definitions = {}
 
     def declare(self, fn, ret, arg_types):
         self.declarations.setdefault(fn, f"declare {ret} @{fn}({', '.join(arg_types)})")
 
+    def define(self, fn, text):
+        """Add a helper function's definition (once), e.g. a vectorisable exp."""
+        self.definitions.setdefault(fn, text)
+
     def render(self) -> str:
         head = [f"; ModuleID = '{self.name}'", f'source_filename = "{self.name}"', ""]
-        return "\n".join(head + list(self.declarations.values()) + [""] + self.functions) + "\n"
+        return "\n".join(head + list(self.declarations.values()) + [""]
+                         + list(self.definitions.values()) + self.functions) + "\n"
 
 
 def render_elementwise(module: Module, kernel: ElementwiseKernel, inner_broadcast) -> None:
@@ -392,14 +414,26 @@ def render_elementwise(module: Module, kernel: ElementwiseKernel, inner_broadcas
     ``inner_broadcast[k]`` says input k is known to have stride 0 along the last
     dimension; it is then loaded outside the innermost loop.
     """
-    prog = kernel.program
-    nd = max(kernel.ndim, 1)
+    _render_loops(module, kernel.name, kernel.program, kernel.ndim, inner_broadcast, None)
+
+
+def render_reduce(module: Module, kernel: ReduceKernel, inner_broadcast) -> None:
+    """Add ``kernel`` to ``module``: combine ``program``'s value at every input element into
+    the output element it reduces to (the output's strides are 0 along reduced axes and
+    it holds the reduction's identity on entry)."""
+    _render_loops(module, kernel.name, kernel.program, kernel.ndim, inner_broadcast, kernel)
+
+
+def _render_loops(module, name, prog, ndim, inner_broadcast, reduce):
+    nd = max(ndim, 1)
     n_in = len(prog.input_dtypes)
-    out_dtypes = prog.output_dtypes
-    dtypes = list(prog.input_dtypes) + list(out_dtypes)
+    out_dtypes = [reduce.out_dtype] if reduce else list(prog.output_dtypes)
+    dtypes = list(prog.input_dtypes) + out_dtypes
     nbuf = len(dtypes)
+    # a reduction over the last axis accumulates in a register along the inner loop
+    inner_acc = reduce is not None and (nd - 1) in reduce.axes and ndim > 0
     b = _Body(module)
-    b.raw(f"define void @{kernel.name}(ptr noalias nocapture readonly %shape, "
+    b.raw(f"define void @{name}(ptr noalias nocapture readonly %shape, "
           f"ptr noalias nocapture readonly %data, ptr noalias nocapture readonly %strides) {{")
     b.raw("entry:")
     dims = []
@@ -418,7 +452,7 @@ def render_elementwise(module: Module, kernel: ElementwiseKernel, inner_broadcas
     # Dense inner loop when every moving buffer steps by one element along the last dim.
     dense = "true"
     for k in range(nbuf):
-        if k < n_in and inner_broadcast[k]:
+        if (k < n_in and inner_broadcast[k]) or (k >= n_in and inner_acc):
             continue
         ok = b.emit(f"icmp eq i64 {strides[k][nd - 1]}, {ITEMSIZE[dtypes[k]]}")
         dense = b.emit(f"and i1 {dense}, {ok}")
@@ -450,32 +484,49 @@ def render_elementwise(module: Module, kernel: ElementwiseKernel, inner_broadcas
     for k in range(n_in):
         if inner_broadcast[k]:
             hoisted[k] = _load(b, row_ptr[k], prog.input_dtypes[k])
+    acc_start = _load(b, row_ptr[n_in], reduce.out_dtype) if inner_acc else None
     n_inner = dims[nd - 1]
     b.raw(f"  br i1 {dense}, label %dense_loop, label %strided_loop")
     for kind in ("dense", "strided"):
         b.raw(f"{kind}_loop:")
         j = b.fresh("j")
         b.raw(f"  {j} = phi i64 [0, %{prev_block}], [{j}_next, %{kind}_loop]")
-        values = []
+        if inner_acc:
+            acc = b.fresh("acc")
+            phi_line = len(b.lines)
+            b.raw("")  # the accumulator's phi, written once its next value is known
         ptrs = []
         for k in range(nbuf):
-            if k in hoisted:
+            if k in hoisted or (k >= n_in and inner_acc):
                 ptrs.append(None)
-                continue
-            if kind == "dense":
+            elif kind == "dense":
                 ptrs.append(b.emit(f"getelementptr inbounds {LLVM_TYPES[dtypes[k]]}, ptr {row_ptr[k]}, i64 {j}", "p"))
             else:
                 off = b.emit(f"mul i64 {j}, {strides[k][nd - 1]}")
                 ptrs.append(b.emit(f"getelementptr inbounds i8, ptr {row_ptr[k]}, i64 {off}", "p"))
-        for k in range(n_in):
-            values.append((hoisted[k] if k in hoisted else _load(b, ptrs[k], dtypes[k]), dtypes[k]))
+        values = [(hoisted[k] if k in hoisted else _load(b, ptrs[k], dtypes[k]), dtypes[k])
+                  for k in range(n_in)]
         results = _program(b, prog, values)
-        for m, (val, dt) in enumerate(results):
-            _store(b, ptrs[n_in + m], val, dt)
+        if reduce is None:
+            for m, (val, dt) in enumerate(results):
+                _store(b, ptrs[n_in + m], val, dt)
+        else:
+            val, dt = results[0]
+            val = b.convert(val, dt, reduce.out_dtype)
+            if inner_acc:
+                acc_next = _combine(b, reduce.kind, reduce.out_dtype, acc, val)
+                b.lines[phi_line] = (f"  {acc} = phi {_ctype(reduce.out_dtype)} [{acc_start}, %{prev_block}], "
+                                     f"[{acc_next}, %{kind}_loop]")
+            else:
+                current = _load(b, ptrs[n_in], reduce.out_dtype)
+                _store(b, ptrs[n_in], _combine(b, reduce.kind, reduce.out_dtype, current, val),
+                       reduce.out_dtype)
         b.raw(f"  {j}_next = add nuw nsw i64 {j}, 1")
         done = b.emit(f"icmp eq i64 {j}_next, {n_inner}")
         b.raw(f"  br i1 {done}, label %{kind}_done, label %{kind}_loop")
         b.raw(f"{kind}_done:")
+        if inner_acc:
+            _store(b, row_ptr[n_in], acc_next, reduce.out_dtype)
         b.raw(f"  br label %{'outer' + str(nd - 2) + '_latch' if nd > 1 else 'exit'}")
     for d in reversed(range(nd - 1)):
         b.raw(f"outer{d}_latch:")
@@ -486,6 +537,28 @@ def render_elementwise(module: Module, kernel: ElementwiseKernel, inner_broadcas
     b.raw("  ret void")
     b.raw("}")
     module.functions.append("\n".join(b.lines))
+
+
+def _combine(b, kind, dtype, acc, value):
+    """acc (op) value for the reduction ``kind``; float sums and products may be reassociated."""
+    t = _ctype(dtype)
+    if kind in ("all", "any"):
+        logic = "and" if kind == "all" else "or"
+        return b.emit(f"{logic} i1 {acc}, {value}")
+    if dtype in FLOATS:
+        if kind == "sum":
+            return b.emit(f"fadd reassoc {t} {acc}, {value}")
+        if kind == "prod":
+            return b.emit(f"fmul reassoc {t} {acc}, {value}")
+        return b.call(_intrinsic("maximum" if kind == "max" else "minimum", t), t, [acc, value], [t, t])
+    if kind == "sum":
+        return b.emit(f"add {t} {acc}, {value}")
+    if kind == "prod":
+        return b.emit(f"mul {t} {acc}, {value}")
+    signed = dtype in SIGNED
+    pred = ("sgt" if signed else "ugt") if kind == "max" else ("slt" if signed else "ult")
+    pick = b.emit(f"icmp {pred} {t} {acc}, {value}")
+    return b.emit(f"select i1 {pick}, {t} {acc}, {t} {value}")
 
 
 def _load(b, ptr, dtype):

@@ -7,7 +7,7 @@ by its scalar program and the static shapes of its inputs and output.
 from __future__ import annotations
 
 from theanine.codegen import llvm
-from theanine.codegen.ir import ElementwiseKernel, ScalarProgram
+from theanine.codegen.ir import ElementwiseKernel, Instr, ReduceKernel, ScalarProgram
 
 
 def supports_program(program: ScalarProgram) -> bool:
@@ -22,3 +22,15 @@ def elementwise_kernel(name: str, program: ScalarProgram, input_shapes, output_s
     kernel = ElementwiseKernel(name, ndim, program, label)
     inner_broadcast = [ndim > 0 and len(s) == ndim and s[-1] == 1 for s in input_shapes]
     return kernel, inner_broadcast
+
+
+def reduce_kernel(name, kind, axes, program: ScalarProgram, out_dtype, input_shapes, ndim, label=""):
+    """The kernel reducing ``program``'s values over ``axes``; see ReduceKernel."""
+    kernel = ReduceKernel(name, ndim, tuple(axes), kind, program, out_dtype, label)
+    inner_broadcast = [ndim > 0 and len(s) == ndim and s[-1] == 1 for s in input_shapes]
+    return kernel, inner_broadcast
+
+
+def identity_program(dtype) -> ScalarProgram:
+    """The program returning its single input unchanged."""
+    return ScalarProgram((dtype,), (), (Instr("copy", (0,), dtype, dtype),), (1,))

@@ -17,6 +17,8 @@ import numpy as np
 from theanine.codegen import jit, llvm, lower
 from theanine.scalar.composite import single_program
 from theanine.tensor.elemwise import Elemwise
+from theanine.tensor.fused import FusedReduce
+from theanine.tensor.math import Reduce
 
 _KERNEL_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 
@@ -50,6 +52,21 @@ class NativeProgram:
         planned = []
         self.fallbacks = []
         for node in fgraph.toposort():
+            reduction = _reduction(node)
+            if reduction is not None:
+                kind, axes, program = reduction
+                if lower.supports_program(program) and llvm.supports_reduce(kind, node.outputs[0].dtype):
+                    name = f"__KERNEL{len(planned)}__"
+                    ndim = node.inputs[0].ndim
+                    kernel, inner = lower.reduce_kernel(
+                        name, kind, axes, program, node.outputs[0].dtype,
+                        [i.type.shape for i in node.inputs], ndim)
+                    llvm.render_reduce(module, kernel, inner)
+                    ops = getattr(getattr(node.op, "scalar_op", None), "ops", ())
+                    names = tuple(op.name for op in ops) + (f"{kind}{list(axes)}",)
+                    planned.append((node, names, _loops(ndim) + f", reducing axes {list(axes)}",
+                                    str(program)))
+                    continue
             if isinstance(node.op, Elemwise):
                 program = single_program(node.op.scalar_op, [i.dtype for i in node.inputs])
                 if lower.supports_program(program):
@@ -74,7 +91,19 @@ class NativeProgram:
         if compile and planned:
             addresses = jit.compile_ir(self.source, names)
             for info in self.kernels:
-                self.thunks[info.node] = ElementwiseThunk(info.node, _KERNEL_TYPE(addresses[info.name]))
+                fn = _KERNEL_TYPE(addresses[info.name])
+                thunk = ReduceThunk if _reduction(info.node) else ElementwiseThunk
+                self.thunks[info.node] = thunk(info.node, fn)
+
+
+def _reduction(node):
+    """(kind, axes, program) when ``node`` is a reduction the back end lowers, else None."""
+    op = node.op
+    if isinstance(op, FusedReduce):
+        return op.kind, op.axis, op.scalar_op.program
+    if isinstance(op, Reduce):
+        return op.kind, op.axis, lower.identity_program(node.inputs[0].dtype)
+    return None
 
 
 def _broadcast_shape(node, arrays):
@@ -122,6 +151,48 @@ class ElementwiseThunk:
         dims = [1] * pad + dims
         strides = np.array([[0] * pad + r for r in rows], dtype=np.int64)
         shape_arr = np.array(dims, dtype=np.int64)
+        data = np.array([a.ctypes.data for a in arrays] + [out.ctypes.data], dtype=np.uintp)
+        self.fn(shape_arr.ctypes.data, data.ctypes.data, strides.ctypes.data)
+        storage[0][0] = out
+
+
+def _identity(kind, dtype):
+    if kind in ("all", "any"):
+        return kind == "all"
+    if kind in ("sum", "prod"):
+        return 0 if kind == "sum" else 1
+    if dtype.kind == "f":
+        return -np.inf if kind == "max" else np.inf
+    info = np.iinfo(dtype)
+    return info.min if kind == "max" else info.max
+
+
+class ReduceThunk:
+    """Runs one native reduction kernel: the output starts at the identity, the kernel
+    combines every input element into it."""
+
+    def __init__(self, node, fn):
+        self.node = node
+        self.fn = fn
+        self.kind, self.axes, _ = _reduction(node)
+        self.dtype = node.outputs[0].type.numpy_dtype
+        self.identity = _identity(self.kind, self.dtype)
+
+    def __call__(self, inputs, storage):
+        arrays = [np.asarray(a) for a in inputs]
+        shape = _broadcast_shape(self.node, arrays)
+        if self.kind in ("max", "min") and any(shape[a] == 0 for a in self.axes):
+            raise ValueError(f"{self.node.op}: cannot take the {self.kind} over an empty dimension "
+                             f"(input shape {shape})")
+        kept = tuple(n for d, n in enumerate(shape) if d not in self.axes)
+        out = np.full(kept, self.identity, dtype=self.dtype)
+        out_strides = iter(out.strides)
+        out_row = [0 if d in self.axes else next(out_strides) for d in range(len(shape))]
+        rows = [[0 if n == 1 else s for n, s in zip(a.shape, a.strides)] for a in arrays]
+        rows.append(out_row)
+        nd = max(len(shape), 1)
+        strides = np.array([r or [0] for r in rows], dtype=np.int64).reshape(len(rows), nd)
+        shape_arr = np.array(list(shape) or [1], dtype=np.int64)
         data = np.array([a.ctypes.data for a in arrays] + [out.ctypes.data], dtype=np.uintp)
         self.fn(shape_arr.ctypes.data, data.ctypes.data, strides.ctypes.data)
         storage[0][0] = out

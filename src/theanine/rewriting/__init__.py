@@ -26,8 +26,9 @@ def rewrite_graph(fgraph, mode="py", include=None, exclude=()):
         if apply_to_equilibrium(fgraph, rewrite_db.query(phase, exclude=exclude), phase):
             merge(fgraph)  # only a changed graph can have new duplicates
     if mode in NATIVE_MODES and "fusion" not in exclude:
-        from theanine.rewriting.fusion import fuse_elementwise
+        from theanine.rewriting.fusion import fuse_elementwise, fuse_reductions
         fuse_elementwise(fgraph)
+        fuse_reductions(fgraph)
     return fgraph
 
 

@@ -98,3 +98,36 @@ def fuse_elementwise(fgraph) -> int:
         fgraph.replace(root.outputs[0], new, reason="fuse_elementwise")
         fused += 1
     return fused
+
+
+_REDUCIBLE = ("sum", "prod", "max", "min", "all", "any")
+
+
+def fuse_reductions(fgraph) -> int:
+    """Reduce(Elemwise(...)) -> FusedReduce, when the elementwise value has no other use."""
+    from theanine.tensor.fused import FusedReduce
+    from theanine.tensor.math import Reduce
+
+    fused = 0
+    for node in fgraph.toposort():
+        if not isinstance(node.op, Reduce) or node.op.kind not in _REDUCIBLE:
+            continue
+        value = node.inputs[0]
+        producer = value.owner
+        if producer is None or not isinstance(producer.op, Elemwise):
+            continue
+        if any(c == "output" or c is not node for c, _ in fgraph.clients.get(value, ())):
+            continue
+        scalar_op = producer.op.scalar_op
+        program = single_program(scalar_op, [i.dtype for i in producer.inputs])
+        if not supports_program(program):
+            continue
+        if not isinstance(scalar_op, Composite):
+            scalar_op = Composite(program, [scalar_op])
+        op = FusedReduce(node.op.kind, node.op.axis, node.op.acc_dtype, scalar_op)
+        new = op(*producer.inputs)
+        if new.type != node.outputs[0].type:
+            continue
+        fgraph.replace(node.outputs[0], new, reason="fuse_reduction")
+        fused += 1
+    return fused
