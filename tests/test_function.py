@@ -258,7 +258,7 @@ def test_theanine_flags_environment_variable(tmp_path):
             "print(c.floatX, c.mode, c.cache_dir, T.vector().dtype)")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout.split()
-    assert out == ["float32", "py", str(tmp_path), "float32"]
+    assert out == ["float32", "py", str(tmp_path), "float32"]  # the flags override the llvm default
     bad = dict(os.environ, THEANINE_FLAGS="floatX=float99")
     proc = subprocess.run([sys.executable, "-c", "import theanine"], env=bad, capture_output=True, text=True)
     assert proc.returncode != 0 and "floatX" in proc.stderr

@@ -12,7 +12,7 @@ import os
 
 _VALID = {
     "floatX": ("float64", "float32", "float16"),
-    "mode": ("py", "FAST_COMPILE", "FAST_RUN"),
+    "mode": ("llvm", "py", "FAST_COMPILE", "FAST_RUN"),
 }
 
 
@@ -36,7 +36,7 @@ class Config:
     def __init__(self):
         object.__setattr__(self, "_values", {
             "floatX": "float64",
-            "mode": "py",
+            "mode": "llvm",
             "cache_dir": _default_cache_dir(),
             "cxx": "cc",
             "cflags": "-O3 -march=native",

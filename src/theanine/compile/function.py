@@ -14,7 +14,7 @@ from theanine.graph.traversal import ancestors, clone_graph, graph_inputs
 MODES = {
     "py": "the NumPy reference executor, with all rewrites",
     "llvm": "native kernels through LLVM for fused elementwise nodes; other nodes via perform",
-    "FAST_RUN": "alias of the default optimising mode (currently 'py')",
+    "FAST_RUN": "Theano's name for the optimising native mode: 'llvm'",
     "FAST_COMPILE": "the reference executor with only merge and constant folding",
 }
 
@@ -280,7 +280,8 @@ def function(inputs, outputs=None, mode=None, updates=None, givens=None,
       (entries may be ``Out``), or None for a function that only applies updates.
     - ``updates``: (shared variable, expression) pairs applied after all outputs are computed.
     - ``givens``: {variable: replacement} substituted before compiling.
-    - ``mode``: 'py' (reference), 'FAST_RUN', 'FAST_COMPILE'; default ``config.mode``.
+    - ``mode``: 'llvm' (native, the default ``config.mode``), 'py' (the NumPy reference),
+      'FAST_RUN' (= 'llvm'), 'FAST_COMPILE' (reference, few rewrites).
     - ``on_unused_input``: 'raise', 'warn' or 'ignore'.
     """
     if not isinstance(inputs, (list, tuple)):
@@ -290,6 +291,8 @@ def function(inputs, outputs=None, mode=None, updates=None, givens=None,
     mode = mode or config.mode
     if mode not in MODES:
         raise ValueError(f"function: unknown mode {mode!r}; available: {', '.join(MODES)}")
+    if mode == "FAST_RUN":
+        mode = "llvm"
     if outputs is None:
         outputs = []
     return Function(inputs, outputs, mode, updates, givens, no_default_updates, name,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,23 +138,81 @@ class ElementwiseThunk:
         self.fn = fn
         self.ndim = node.outputs[0].type.ndim
         self.dtype = node.outputs[0].type.numpy_dtype
+        self.plans = {}
 
     def __call__(self, inputs, storage):
-        arrays = [np.asarray(a) for a in inputs]
-        shape = _broadcast_shape(self.node, arrays)
+        arrays = [a if type(a) is np.ndarray else np.asarray(a) for a in inputs]
+        key = tuple([(a.shape, a.strides) for a in arrays])
+        plan = self.plans.get(key)
+        if plan is None:
+            plan = self._plan(arrays)
+            if len(self.plans) < 64:
+                self.plans[key] = plan
+        shape, dims, strides, addresses, parallel = plan
         out = np.empty(shape, dtype=self.dtype)
+        pointers = [a.ctypes.data for a in arrays]
+        pointers.append(out.ctypes.data)
+        if parallel:
+            run_split(self.fn, dims, pointers, strides, set())
+        else:
+            self.fn(addresses[0], (ctypes.c_void_p * len(pointers))(*pointers), addresses[1])
+        storage[0][0] = out
+
+    def _plan(self, arrays):
+        """Shapes and strides for inputs of these shapes and strides (computed once)."""
+        shape = _broadcast_shape(self.node, arrays)
+        out_strides = np.empty(shape, dtype=self.dtype).strides
         nd = max(self.ndim, 1)
-        rows = []
-        for a in arrays + [out]:
-            rows.append([0 if n == 1 else s for n, s in zip(a.shape, a.strides)] or [0])
+        rows = [[0 if n == 1 else s for n, s in zip(a.shape, a.strides)] or [0] for a in arrays]
+        rows.append([0 if n == 1 else s for n, s in zip(shape, out_strides)] or [0])
         dims, rows = _coalesce(list(shape) or [1], rows)
         pad = nd - len(dims)
-        dims = [1] * pad + dims
+        dims = np.array([1] * pad + dims, dtype=np.int64)
         strides = np.array([[0] * pad + r for r in rows], dtype=np.int64)
-        shape_arr = np.array(dims, dtype=np.int64)
-        data = np.array([a.ctypes.data for a in arrays] + [out.ctypes.data], dtype=np.uintp)
-        self.fn(shape_arr.ctypes.data, data.ctypes.data, strides.ctypes.data)
-        storage[0][0] = out
+        parallel = int(np.prod(dims)) >= PARALLEL_MIN_ELEMENTS and (os.cpu_count() or 1) > 1
+        return shape, dims, strides, (dims.ctypes.data, strides.ctypes.data), parallel
+
+
+#: kernels over at least this many elements are split across the cores
+PARALLEL_MIN_ELEMENTS = 1 << 18
+_pool = None
+
+
+def _workers():
+    global _pool
+    if _pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="theanine")
+    return _pool
+
+
+def _call(fn, dims, pointers, strides):
+    shape_arr = np.array(dims, dtype=np.int64)
+    data = np.array(pointers, dtype=np.uintp)
+    fn(shape_arr.ctypes.data, data.ctypes.data, strides.ctypes.data)  # ctypes releases the GIL
+
+
+def run_split(fn, dims, pointers, strides, reduced_axes):
+    """Call kernel ``fn``, split along its outermost splittable dimension across the cores
+    when the work is large. A reduced axis is never split (chunks would race)."""
+    dims = [int(n) for n in dims]
+    n_workers = os.cpu_count() or 1
+    total = int(np.prod(dims))
+    axis = next((d for d, n in enumerate(dims) if n >= n_workers and d not in reduced_axes), None)
+    if n_workers < 2 or total < PARALLEL_MIN_ELEMENTS or axis is None:
+        _call(fn, dims, pointers, strides)
+        return
+    bounds = np.linspace(0, dims[axis], n_workers + 1).astype(np.int64)
+    futures = []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        if hi <= lo:
+            continue
+        chunk = list(dims)
+        chunk[axis] = int(hi - lo)
+        moved = [p + int(lo) * int(strides[k][axis]) for k, p in enumerate(pointers)]
+        futures.append(_workers().submit(_call, fn, chunk, moved, strides))
+    for f in futures:
+        f.result()
 
 
 def _identity(kind, dtype):
@@ -192,7 +251,6 @@ class ReduceThunk:
         rows.append(out_row)
         nd = max(len(shape), 1)
         strides = np.array([r or [0] for r in rows], dtype=np.int64).reshape(len(rows), nd)
-        shape_arr = np.array(list(shape) or [1], dtype=np.int64)
-        data = np.array([a.ctypes.data for a in arrays] + [out.ctypes.data], dtype=np.uintp)
-        self.fn(shape_arr.ctypes.data, data.ctypes.data, strides.ctypes.data)
+        pointers = [a.ctypes.data for a in arrays] + [out.ctypes.data]
+        run_split(self.fn, list(shape) or [1], pointers, strides, set(self.axes))
         storage[0][0] = out
