@@ -408,6 +408,17 @@ class Module:
                          + list(self.definitions.values()) + self.functions) + "\n"
 
 
+def render_module(kernels, name="theanine_module") -> str:
+    """One LLVM module defining every kernel of ``kernels`` ((kernel, inner_broadcast) pairs)."""
+    module = Module(name)
+    for kernel, inner_broadcast in kernels:
+        if isinstance(kernel, ReduceKernel):
+            render_reduce(module, kernel, inner_broadcast)
+        else:
+            render_elementwise(module, kernel, inner_broadcast)
+    return module.render()
+
+
 def render_elementwise(module: Module, kernel: ElementwiseKernel, inner_broadcast) -> None:
     """Add ``kernel`` to ``module`` as ``void name(i64* shape, ptr* data, i64* strides)``.
 

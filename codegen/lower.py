@@ -11,8 +11,13 @@ from theanine.codegen.ir import ElementwiseKernel, Instr, ReduceKernel, ScalarPr
 
 
 def supports_program(program: ScalarProgram) -> bool:
-    """Whether every native back end can lower ``program``."""
+    """Whether the native back ends can lower ``program``."""
     return llvm.supports_program(program)
+
+
+def supports_reduce(kind: str, out_dtype: str) -> bool:
+    """Whether the native back ends can lower the reduction ``kind`` into ``out_dtype``."""
+    return llvm.supports_reduce(kind, out_dtype)
 
 
 def elementwise_kernel(name: str, program: ScalarProgram, input_shapes, output_shape, label=""):

@@ -12,7 +12,7 @@ import os
 
 _VALID = {
     "floatX": ("float64", "float32", "float16"),
-    "mode": ("llvm", "py", "FAST_COMPILE", "FAST_RUN"),
+    "mode": ("llvm", "c", "py", "FAST_COMPILE", "FAST_RUN"),
 }
 
 

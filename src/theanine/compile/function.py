@@ -10,10 +10,12 @@ from theanine.configparser import config
 from theanine.graph.basic import Constant, Variable
 from theanine.graph.fg import FunctionGraph
 from theanine.graph.traversal import ancestors, clone_graph, graph_inputs
+from theanine.rewriting import NATIVE_MODES
 
 MODES = {
     "py": "the NumPy reference executor, with all rewrites",
     "llvm": "native kernels through LLVM for fused elementwise nodes; other nodes via perform",
+    "c": "the same kernels rendered as C and built with the system compiler",
     "FAST_RUN": "Theano's name for the optimising native mode: 'llvm'",
     "FAST_COMPILE": "the reference executor with only merge and constant folding",
 }
@@ -168,9 +170,9 @@ class Function:
         self._n_out = len(out_vars)
         self._native = None
         thunks = None
-        if mode == "llvm":
+        if mode in NATIVE_MODES:
             from theanine.compile.native import NativeProgram
-            self._native = NativeProgram(self.graph)
+            self._native = NativeProgram(self.graph, target=mode)
             thunks = self._native.thunks
         self._runner = GraphRunner(self.graph.inputs, self.graph.outputs, self.graph.toposort(), thunks)
         self._names = {}
@@ -193,15 +195,18 @@ class Function:
         return list(self._native.fallbacks)
 
     def source(self, target="llvm", optimized=False) -> str:
-        """Generated code: target 'llvm' (``optimized=True`` after LLVM's passes) or 'asm'."""
+        """Generated code for ``target`` ('llvm', 'c', 'cuda'; 'asm' for the host assembly),
+        whatever this function's own mode. ``optimized=True`` gives LLVM IR after its passes."""
         from theanine.codegen import jit
-        from theanine.compile.native import NativeProgram
-        if target not in ("llvm", "asm"):
-            raise ValueError(f"source: unknown target {target!r}; available: 'llvm', 'asm'")
-        text = (self._native or NativeProgram(self.graph, compile=False)).source
+        from theanine.compile.native import plan_kernels, render
+        llvm_target = target in ("llvm", "asm")
+        if self._native is not None and self._native.target == ("llvm" if llvm_target else target):
+            text = self._native.source
+        else:
+            text = render(plan_kernels(self.graph)[0], "llvm" if llvm_target else target)[0]
         if target == "asm":
             return jit.assembly(text)
-        return jit.optimized_ir(text) if optimized else text
+        return jit.optimized_ir(text) if optimized and target == "llvm" else text
 
     def _filter(self, k, value):
         spec = self._ins[k]

@@ -1,9 +1,10 @@
-"""The LLVM linker: elementwise nodes of a rewritten graph become native kernels.
+"""The native linker: elementwise and reduction nodes of a rewritten graph become kernels.
 
-Every (fused) elementwise node whose scalar program the renderer supports is
-lowered to one kernel; all kernels of a function live in one LLVM module,
-compiled once (and cached on disk). Other nodes still run through their
-``perform`` and are listed in ``fallbacks``.
+Every (fused) node whose scalar program the back ends support is lowered to one
+kernel of the target-independent kernel IR (``plan_kernels``); a target renders
+all kernels of a function as one module (``render``), compiled once and cached
+on disk. Other nodes still run through their ``perform`` and are listed in
+``fallbacks``. Python calls each kernel through ctypes (which releases the GIL).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from theanine.codegen import jit, llvm, lower
+from theanine.codegen import lower
 from theanine.scalar.composite import single_program
 from theanine.tensor.elemwise import Elemwise
 from theanine.tensor.fused import FusedReduce
@@ -45,52 +46,93 @@ def _loops(ndim):
     return f"{outer}for i{dims - 1} < n{dims - 1} (dense or strided)"
 
 
-class NativeProgram:
-    """The kernels of one compiled function: LLVM source, native thunks, fallbacks."""
+@dataclass
+class PlannedKernel:
+    """A node lowered to kernel IR, before any target renders it."""
 
-    def __init__(self, fgraph, compile=True):
-        module = llvm.Module("theanine")
-        planned = []
-        self.fallbacks = []
-        for node in fgraph.toposort():
-            reduction = _reduction(node)
-            if reduction is not None:
-                kind, axes, program = reduction
-                if lower.supports_program(program) and llvm.supports_reduce(kind, node.outputs[0].dtype):
-                    name = f"__KERNEL{len(planned)}__"
-                    ndim = node.inputs[0].ndim
-                    kernel, inner = lower.reduce_kernel(
-                        name, kind, axes, program, node.outputs[0].dtype,
-                        [i.type.shape for i in node.inputs], ndim)
-                    llvm.render_reduce(module, kernel, inner)
-                    ops = getattr(getattr(node.op, "scalar_op", None), "ops", ())
-                    names = tuple(op.name for op in ops) + (f"{kind}{list(axes)}",)
-                    planned.append((node, names, _loops(ndim) + f", reducing axes {list(axes)}",
-                                    str(program)))
-                    continue
-            if isinstance(node.op, Elemwise):
-                program = single_program(node.op.scalar_op, [i.dtype for i in node.inputs])
-                if lower.supports_program(program):
-                    name = f"__KERNEL{len(planned)}__"
-                    kernel, inner = lower.elementwise_kernel(
-                        name, program, [i.type.shape for i in node.inputs], node.outputs[0].type.shape)
-                    llvm.render_elementwise(module, kernel, inner)
-                    ops = getattr(node.op.scalar_op, "ops", (node.op.scalar_op,))
-                    planned.append((node, tuple(op.name for op in ops), _loops(kernel.ndim), str(program)))
-                    continue
-            self.fallbacks.append(node)
-        text = module.render()
-        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-        names = [f"theanine_{digest}_k{k}" for k in range(len(planned))]
-        for k, name in enumerate(names):
-            text = text.replace(f"__KERNEL{k}__", name)
-        self.source = text.replace("'theanine'", f"'theanine_{digest}'").replace(
-            '"theanine"', f'"theanine_{digest}"')
-        self.kernels = [KernelInfo(name, ops, loops, prog, node)
-                        for name, (node, ops, loops, prog) in zip(names, planned)]
+    node: object
+    kernel: object
+    inner_broadcast: list
+    info: KernelInfo
+
+
+def plan_kernels(fgraph):
+    """The kernels (target-independent IR) for the nodes of ``fgraph`` that lower natively,
+    and the nodes that do not (which run through ``perform``)."""
+    planned, fallbacks = [], []
+    for node in fgraph.toposort():
+        name = f"__KERNEL{len(planned)}__"
+        reduction = _reduction(node)
+        if reduction is not None:
+            kind, axes, program = reduction
+            if lower.supports_program(program) and lower.supports_reduce(kind, node.outputs[0].dtype):
+                ndim = node.inputs[0].ndim
+                kernel, inner = lower.reduce_kernel(name, kind, axes, program, node.outputs[0].dtype,
+                                                    [i.type.shape for i in node.inputs], ndim)
+                ops = getattr(getattr(node.op, "scalar_op", None), "ops", ())
+                info = KernelInfo(name, tuple(op.name for op in ops) + (f"{kind}{list(axes)}",),
+                                  _loops(ndim) + f", reducing axes {list(axes)}", str(program), node)
+                planned.append(PlannedKernel(node, kernel, inner, info))
+                continue
+        if isinstance(node.op, Elemwise):
+            program = single_program(node.op.scalar_op, [i.dtype for i in node.inputs])
+            if lower.supports_program(program):
+                kernel, inner = lower.elementwise_kernel(
+                    name, program, [i.type.shape for i in node.inputs], node.outputs[0].type.shape)
+                ops = getattr(node.op.scalar_op, "ops", (node.op.scalar_op,))
+                info = KernelInfo(name, tuple(op.name for op in ops), _loops(kernel.ndim),
+                                  str(program), node)
+                planned.append(PlannedKernel(node, kernel, inner, info))
+                continue
+        fallbacks.append(node)
+    return planned, fallbacks
+
+
+def _targets():
+    """target name -> (render_module(kernels, name) -> source, compile(source, symbols) -> addresses)."""
+    from theanine.codegen import jit, llvm
+    targets = {"llvm": (llvm.render_module, jit.compile_ir)}
+    try:
+        from theanine.codegen import c, cc
+        targets["c"] = (c.render_module, cc.compile_source)
+    except ImportError:
+        pass
+    try:
+        from theanine.codegen import cuda
+        targets["cuda"] = (cuda.render_module, None)
+    except ImportError:
+        pass
+    return targets
+
+
+def render(planned, target):
+    """(source, kernel names) of the planned kernels rendered for ``target``."""
+    targets = _targets()
+    if target not in targets:
+        raise ValueError(f"unknown target {target!r}; available: {', '.join(targets)}")
+    render_module, _ = targets[target]
+    text = render_module([(p.kernel, p.inner_broadcast) for p in planned], "theanine_module")
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    names = [f"theanine_{digest}_k{k}" for k in range(len(planned))]
+    for k, name in enumerate(names):
+        text = text.replace(f"__KERNEL{k}__", name)
+    return text.replace("theanine_module", f"theanine_{digest}"), names
+
+
+class NativeProgram:
+    """The kernels of one compiled function for ``target``: source, native thunks, fallbacks."""
+
+    def __init__(self, fgraph, target="llvm", compile=True):
+        self.target = target
+        self.planned, self.fallbacks = plan_kernels(fgraph)
+        self.source, names = render(self.planned, target)
+        self.kernels = []
+        for p, name in zip(self.planned, names):
+            p.info.name = name
+            self.kernels.append(p.info)
         self.thunks = {}
-        if compile and planned:
-            addresses = jit.compile_ir(self.source, names)
+        if compile and self.planned:
+            addresses = _targets()[target][1](self.source, names)
             for info in self.kernels:
                 fn = _KERNEL_TYPE(addresses[info.name])
                 thunk = ReduceThunk if _reduction(info.node) else ElementwiseThunk

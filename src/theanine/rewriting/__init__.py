@@ -15,7 +15,7 @@ from theanine.rewriting import canonicalize, specialize, stabilize  # noqa: F401
 
 _FAST_COMPILE_PHASES = ("constant_folding",)
 #: modes whose graphs are fused into native kernels
-NATIVE_MODES = ("llvm",)
+NATIVE_MODES = ("llvm", "c")
 
 
 def rewrite_graph(fgraph, mode="py", include=None, exclude=()):
