@@ -175,12 +175,42 @@ class Function:
             self._native = NativeProgram(self.graph, target=mode)
             thunks = self._native.thunks
         self._runner = GraphRunner(self.graph.inputs, self.graph.outputs, self.graph.toposort(), thunks)
+        self._n_args = len(self._ins)
+        self._fast = self._fast_entry()
         self._names = {}
         for k, i in enumerate(self._ins):
             if i.name:
                 self._names.setdefault(i.name, k)
         self.inputs = in_vars
         self.outputs = out_vars
+
+    def _fast_entry(self):
+        """A native entry taking the arrays directly, when the whole function is one
+        elementwise kernel of its inputs (no shared variables, updates or defaults)."""
+        native = self._native
+        if (native is None or native.target != "llvm" or native.fallbacks or len(native.kernels) != 1
+                or not self._single or self._shared or self._outs[0].borrow
+                or any(i.value is not None for i in self._ins)):
+            return None
+        info = native.kernels[0]
+        node = info.node
+        if _reduction_node(node) or node.outputs[0] is not self.graph.outputs[0]:
+            return None
+        inputs = self.graph.inputs
+        if any(v not in inputs for v in node.inputs) or set(node.inputs) != set(inputs):
+            return None
+        try:
+            from theanine.codegen import jit, pyentry
+            address = jit.compile_ir(native.source, [info.name])[info.name]
+            entry = pyentry.make_entry(address, [v.dtype for v in node.inputs], node.outputs[0].dtype,
+                                       node.outputs[0].ndim, self.name or "theanine_function",
+                                       in_shapes=[v.type.shape for v in node.inputs])
+        except (RuntimeError, ValueError):
+            return None
+        order = [inputs.index(v) for v in node.inputs]
+        if order == list(range(len(inputs))) and len(node.inputs) == len(inputs):
+            return entry
+        return lambda *args: entry(*[args[k] for k in order])
 
     @property
     def kernels(self) -> list:
@@ -216,6 +246,14 @@ class Function:
         return var.type.filter(value, allow_downcast=allow, name=f"{self.name or 'function'}: {label}")
 
     def __call__(self, *args, **kwargs):
+        fast = self._fast
+        if fast is not None and not kwargs and len(args) == self._n_args:
+            try:
+                out = fast(*args)
+            except ValueError:  # let the full path raise it, with the op and the user's line
+                out = NotImplemented
+            if out is not NotImplemented:
+                return out
         n = len(self._ins)
         if len(args) > n:
             raise TypeError(f"{self.name or 'function'}: expected at most {n} arguments, got {len(args)}")
@@ -266,6 +304,11 @@ class Function:
 
 
 _MISSING = object()
+
+
+def _reduction_node(node):
+    from theanine.compile.native import _reduction
+    return _reduction(node) is not None
 
 
 def _aliases(value, *groups):

@@ -73,7 +73,8 @@ def _build(group, order):
 
 
 def fuse_elementwise(fgraph) -> int:
-    """Replace each maximal fusible group of two or more elementwise nodes by one node."""
+    """Replace each maximal fusible group of elementwise nodes by one node (a group of one
+    too, when it has constant inputs: they become constants of the kernel)."""
     fgraph.phase = "fusion"
     order = fgraph.toposort()
     cache = {}
@@ -90,7 +91,8 @@ def fuse_elementwise(fgraph) -> int:
             continue
         group = _group(fgraph, root, fusible, assigned)
         assigned |= group
-        if len(group) < 2:
+        if len(group) < 2 and not any(_is_scalar_constant(v) for v in root.inputs):
+            # a lone node is rebuilt only to move its constants into the program
             continue
         new = _build(group, order)
         if new.type != root.outputs[0].type:
