@@ -90,9 +90,14 @@ class GraphRunner:
                 if c not in keep and c not in last_use:
                     frees[k].append(c)
         thunks = thunks or {}
-        self.program = [(node, thunks.get(node) or functools.partial(node.op.perform, node),
-                         [index[v] for v in node.inputs], [index[v] for v in node.outputs], frees[k])
-                        for k, node in enumerate(self.nodes)]
+        self.program = []
+        for k, node in enumerate(self.nodes):
+            run = thunks.get(node) or functools.partial(node.op.perform, node)
+            # what each output must be: (cell, dtype, ndim, variable); native thunks are trusted
+            checks = [(index[v], getattr(v.type, "numpy_dtype", None), getattr(v.type, "ndim", None),
+                       v) for v in node.outputs]
+            self.program.append((node, run, [index[v] for v in node.inputs], checks,
+                                 node in thunks, frees[k]))
 
     def __call__(self, *values):
         cells = [None] * self.n_cells
@@ -100,17 +105,15 @@ class GraphRunner:
             cells[c] = data
         for c, v in zip(self.input_cells, values):
             cells[c] = v
-        for node, run, ins, outs, frees in self.program:
+        for node, run, ins, checks, trusted, frees in self.program:
             args = [cells[c] for c in ins]
-            storage = [[None] for _ in outs]
+            storage = [[None] for _ in checks]
             try:
                 run(args, storage)
             except Exception as exc:  # add where it happened, keep the type
                 reraise_with_context(node, args, exc)
-            for c, s, var in zip(outs, storage, node.outputs):
-                value = s[0]
-                if getattr(value, "dtype", None) != getattr(var.type, "numpy_dtype", None) \
-                        or value.ndim != var.type.ndim:
+            for (c, dtype, ndim, var), (value,) in zip(checks, storage):
+                if not trusted and (getattr(value, "dtype", None) != dtype or value.ndim != ndim):
                     value = _coerce(node, var, value)
                 cells[c] = value
             for c in frees:
