@@ -1,0 +1,618 @@
+"""Renders kernel IR as CUDA C++ source, one translation unit per compiled function.
+
+This is source generation plus a compile check (``theanine.codegen.nvcc``): the
+runtime side -- device arrays, host/device transfers, cuBLAS GEMM, shared
+variables living on the device, a ``mode="cuda"`` that calls these kernels -- is
+NOT built yet. ``f.source("cuda")`` shows what a function's kernels become.
+
+For each kernel ``NAME`` of the module the source defines
+
+- ``struct NAME_params``: the kernel's arguments, passed to the kernel *by value*
+  (in the parameter space): ``shape[ND]``, ``data[NB]`` (device pointers),
+  ``strides[NB][ND]`` (byte strides) and element counts, where ND is the kernel's
+  own static rank (``max(ndim, 1)``) and NB its number of buffers. No fixed
+  maximum rank; parameters above 4 KiB need sm_70 or newer and CUDA 12.1 (the
+  limit is then 32764 bytes, checked here).
+- ``__global__ void NAME_kernel(const NAME_params p)``:
+  elementwise kernels are a grid-stride loop over the output's elements; each
+  element's byte offsets are computed from its linear (row-major) index, the shape
+  and every buffer's strides (a stride of 0 broadcasts). Reductions run one block
+  of ``THEANINE_REDUCE_THREADS`` (256) threads per output element (a grid-stride
+  loop over output elements when there are more than the grid holds): each thread
+  accumulates a strided subset of that element's reduced elements in a register,
+  then a tree reduction in shared memory combines the threads' partial results,
+  and thread 0 combines the total into the output element, which holds the
+  reduction's identity on entry (as for the CPU back ends). Correctness first: a
+  reduction over a non-innermost axis reads memory uncoalesced, and a reduction to
+  a few output elements (a full sum) uses only that many blocks -- a two-pass or
+  split reduction is future work.
+- ``extern "C" void NAME(const int64_t *shape, char **data, const int64_t *strides,
+  void *stream)``: the host launcher, with the CPU kernels' signature plus a CUDA
+  stream (``cudaStream_t``; null for the default stream). ``shape``, ``data`` and
+  ``strides`` are host arrays (``strides[k * ND + d]``: buffer k's byte stride
+  along d; data = inputs then outputs), the pointers in ``data`` are *device*
+  pointers. It computes the grid and launches asynchronously; nothing is launched
+  for an empty output. Errors are left to the caller (``cudaGetLastError``).
+  Launchers are compiled under nvcc only (``#ifdef __CUDACC__``): with a shim for
+  CUDA's built-ins a host C++ compiler builds the kernels themselves, which is how
+  tests/test_cuda_source.py runs them on the CPU against the LLVM back end.
+  ``THEANINE_REDUCE_THREADS`` may be predefined (a power of two) to change the
+  reductions' block size.
+
+Semantics are llvm.py's, opcode by opcode and dtype by dtype (which are NumPy's):
+integer add/sub/mul/neg wrap (computed in an unsigned type, no UB); integer ``//``
+and ``%`` round toward -inf, give 0 for a zero divisor and never trap; float
+``//`` and ``%`` follow NumPy's npy_divmod; max/min propagate NaN and order -0 < +0;
+float to integer conversion saturates through int64 (uint64 directly), NaN to 0;
+float add/sub/mul/div/sqrt use the ``__*_rn`` intrinsics (IEEE round to nearest), so
+nvcc never contracts them into FMAs; compile without ``-use_fast_math`` (its
+``-ftz=true`` would flush float32 subnormals to zero). Transcendental functions
+are CUDA's libdevice ones, whose errors (a few ulp at most) differ from the CPU
+back end's. ``inner_broadcast`` (a CPU loop-hoisting hint) is not used here.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+
+from theanine.codegen.ir import ElementwiseKernel, Instr, ReduceKernel, ScalarProgram
+
+CUDA_TYPES = {
+    "bool": "bool", "int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t",
+    "uint16": "uint16_t", "int32": "int32_t", "uint32": "uint32_t", "int64": "int64_t",
+    "uint64": "uint64_t", "float32": "float", "float64": "double",
+}
+#: how a dtype is stored in memory (bool is one byte, 0 or 1)
+_STORAGE = {**CUDA_TYPES, "bool": "uint8_t"}
+ITEMSIZE = {"bool": 1, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "int32": 4, "uint32": 4,
+            "int64": 8, "uint64": 8, "float32": 4, "float64": 8}
+FLOATS = ("float32", "float64")
+SIGNED = ("int8", "int16", "int32", "int64")
+UNSIGNED = ("uint8", "uint16", "uint32", "uint64")
+INTS = SIGNED + UNSIGNED
+
+#: threads per block of the elementwise kernels and of the reductions (a power of two)
+THREADS = 256
+#: at most this many blocks per elementwise launch; the grid-stride loop does the rest
+MAX_BLOCKS = 65536
+#: the largest kernel parameter block (sm_70+, CUDA 12.1+)
+MAX_PARAM_BYTES = 32764
+
+_CMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
+_FLOAT_UNARY = {"exp": "exp", "exp2": "exp2", "expm1": "expm1", "log": "log",
+                "log2": "log2", "log10": "log10", "log1p": "log1p", "sin": "sin", "cos": "cos",
+                "tan": "tan", "asin": "asin", "acos": "acos", "atan": "atan", "sinh": "sinh",
+                "cosh": "cosh", "tanh": "tanh", "asinh": "asinh", "acosh": "acosh",
+                "atanh": "atanh", "floor": "floor", "ceil": "ceil", "trunc": "trunc",
+                "round_even": "rint", "round_away": "round", "abs": "fabs", "erf": "erf",
+                "erfc": "erfc", "lgamma": "lgamma"}
+
+
+def _prelude_float(t, f, sfx):
+    """Device helpers for one float type ``t`` (``f``: 'f' or 'd' for the intrinsics,
+    ``sfx``: the libm suffix)."""
+    return f"""
+__device__ __forceinline__ {t} th_add({t} x, {t} y) {{ return __{f}add_rn(x, y); }}
+__device__ __forceinline__ {t} th_sub({t} x, {t} y) {{ return __{f}sub_rn(x, y); }}
+__device__ __forceinline__ {t} th_mul({t} x, {t} y) {{ return __{f}mul_rn(x, y); }}
+__device__ __forceinline__ {t} th_div({t} x, {t} y) {{ return __{f}div_rn(x, y); }}
+__device__ __forceinline__ {t} th_sqrt({t} x) {{ return __{f}sqrt_rn(x); }}
+/* maximum/minimum: NaN if either is NaN; -0 < +0 (llvm.maximum / llvm.minimum) */
+__device__ __forceinline__ {t} th_max({t} x, {t} y) {{
+  if (x != x) return x;
+  if (y != y) return y;
+  if (x == y) return signbit(x) ? y : x;
+  return x > y ? x : y;
+}}
+__device__ __forceinline__ {t} th_min({t} x, {t} y) {{
+  if (x != x) return x;
+  if (y != y) return y;
+  if (x == y) return signbit(x) ? x : y;
+  return x < y ? x : y;
+}}
+__device__ __forceinline__ {t} th_sign({t} x) {{
+  return x > 0 ? ({t})1 : (x < 0 ? ({t})-1 : x);
+}}
+/* 1 / (1 + e**-x) without overflow: e = exp(-|x|), then 1/(1+e) or e/(1+e) */
+__device__ __forceinline__ {t} th_sigmoid({t} x) {{
+  {t} e = exp{sfx}(-fabs{sfx}(x));
+  {t} d = __{f}add_rn(({t})1, e);
+  return x >= 0 ? __{f}div_rn(({t})1, d) : __{f}div_rn(e, d);
+}}
+/* max(x, 0) + log1p(exp(-|x|)) */
+__device__ __forceinline__ {t} th_softplus({t} x) {{
+  return __{f}add_rn(fmax{sfx}(x, ({t})0), log1p{sfx}(exp{sfx}(-fabs{sfx}(x))));
+}}
+/* NumPy's float remainder (npy_divmod): the sign of y */
+__device__ __forceinline__ {t} th_mod({t} x, {t} y) {{
+  {t} r = fmod{sfx}(x, y);
+  if (r != 0 && ((r < 0) != (y < 0))) r = __{f}add_rn(r, y);
+  return r == 0 ? copysign{sfx}(({t})0, y) : r;
+}}
+/* NumPy's float floor_divide (npy_divmod, with its rounding fix-up) */
+__device__ __forceinline__ {t} th_floordiv({t} x, {t} y) {{
+  {t} plain = __{f}div_rn(x, y);
+  if (y == 0) return plain;
+  {t} m = fmod{sfx}(x, y);
+  {t} div = __{f}div_rn(__{f}sub_rn(x, m), y);
+  if (m != 0 && ((m < 0) != (y < 0))) div = __{f}sub_rn(div, ({t})1);
+  if (!(div != 0)) return copysign{sfx}(({t})0, plain);
+  {t} fl = floor{sfx}(div);
+  if (__{f}sub_rn(div, fl) > ({t})0.5) fl = __{f}add_rn(fl, ({t})1);
+  return fl;
+}}
+__device__ __forceinline__ bool th_isinf({t} x) {{ return fabs{sfx}(x) == ({t})INFINITY; }}
+"""
+
+
+PRELUDE = """\
+#include <cstdint>
+#include <cmath>
+#ifdef __CUDACC__
+#include <cuda_runtime.h>
+#endif
+
+#ifndef THEANINE_REDUCE_THREADS
+#define THEANINE_REDUCE_THREADS %(threads)d
+#endif
+
+/* helpers: inline (not static), so that unused ones draw no warnings */
+
+/* float -> integer conversions saturate (llvm.fptosi.sat / fptoui.sat); NaN gives 0 */
+__device__ __forceinline__ int64_t th_f2i(double x) {
+  if (x != x) return 0;
+  if (x >= 9223372036854775808.0) return INT64_MAX;
+  if (x <= -9223372036854775808.0) return INT64_MIN;
+  return (int64_t)x;
+}
+__device__ __forceinline__ uint64_t th_f2u(double x) {
+  if (!(x > 0)) return 0;
+  if (x >= 18446744073709551616.0) return UINT64_MAX;
+  return (uint64_t)x;
+}
+%(floats)s
+/* integer max/min (no NaN) */
+template <typename T> __device__ __forceinline__ T th_imax(T x, T y) { return x > y ? x : y; }
+template <typename T> __device__ __forceinline__ T th_imin(T x, T y) { return x < y ? x : y; }
+/* NumPy's integer // and %%: floor rounding; x // 0 == x %% 0 == 0; x // -1 wraps; no trap.
+   U is the unsigned type of T's width or wider (wrapping negation). */
+template <typename T, typename U> __device__ __forceinline__ T th_sfloordiv(T x, T y) {
+  if (y == 0) return 0;
+  if (y == (T)-1) return (T)((U)0 - (U)x);
+  T q = (T)(x / y);
+  T r = (T)(x %% y);
+  if (r != 0 && ((r < 0) != (y < 0))) q = (T)(q - 1);
+  return q;
+}
+template <typename T> __device__ __forceinline__ T th_smod(T x, T y) {
+  if (y == 0 || y == (T)-1) return 0;
+  T r = (T)(x %% y);
+  if (r != 0 && ((r < 0) != (y < 0))) r = (T)(r + y);
+  return r;
+}
+template <typename T> __device__ __forceinline__ T th_ufloordiv(T x, T y) {
+  return y == 0 ? (T)0 : (T)(x / y);
+}
+template <typename T> __device__ __forceinline__ T th_umod(T x, T y) {
+  return y == 0 ? (T)0 : (T)(x %% y);
+}
+""" % {"threads": THREADS,
+       "floats": _prelude_float("float", "f", "f") + _prelude_float("double", "d", "")}
+
+
+# --- support queries: the same as llvm.py's (the IR contract is shared) ----------------------
+
+def supports_instr(instr: Instr) -> bool:
+    """Whether this renderer implements ``instr`` (exactly the instructions llvm.py does)."""
+    from theanine.codegen import llvm
+    return llvm.supports_instr(instr)
+
+
+def supports_reduce(kind: str, out_dtype: str) -> bool:
+    """Whether this renderer implements the reduction ``kind`` into ``out_dtype``."""
+    from theanine.codegen import llvm
+    return llvm.supports_reduce(kind, out_dtype)
+
+
+# --- literals and conversions ---------------------------------------------------------------
+
+def _literal(value, dtype) -> str:
+    if dtype in FLOATS:
+        v = float(value)
+        if dtype == "float32":
+            bits = struct.unpack("<I", struct.pack("<f", v))[0]
+            if math.isfinite(v):
+                return f"({struct.unpack('<f', struct.pack('<I', bits))[0].hex()}f)"
+            return f"__int_as_float((int)0x{bits:08X}u)"
+        if math.isfinite(v):
+            return f"({v.hex()})"
+        bits = struct.unpack("<Q", struct.pack("<d", v))[0]
+        return f"__longlong_as_double((long long)0x{bits:016X}ull)"
+    if dtype == "bool":
+        return "true" if value else "false"
+    v = int(value)
+    t = CUDA_TYPES[dtype]
+    if v >= 0:
+        return f"({t}){v}ull"
+    if v == -(1 << 63):
+        return f"({t})(-9223372036854775807ll - 1)"
+    return f"({t})({v}ll)"
+
+
+def _wide_unsigned(dtype) -> str:
+    """An unsigned type at least as wide as ``dtype`` and as ``unsigned int`` (so that
+    arithmetic on it never promotes to a signed int and overflows)."""
+    return "uint64_t" if ITEMSIZE[dtype] == 8 else "uint32_t"
+
+
+def _convert(expr, src, dst) -> str:
+    """The expression converting ``expr`` of dtype ``src`` to ``dst`` (llvm.py's rules)."""
+    if src == dst:
+        return expr
+    if dst == "bool":
+        return f"({expr} != 0)"
+    t = CUDA_TYPES[dst]
+    if src in FLOATS and dst in INTS:
+        if dst == "uint64":
+            return f"th_f2u((double)({expr}))"
+        return f"({t})th_f2i((double)({expr}))"
+    # bool -> number is 0/1; int <-> int truncates or extends by the source's signedness;
+    # int -> float and float <-> float round to nearest: all plain C conversions
+    return f"({t})({expr})"
+
+
+class _Body:
+    """Lines of one device function, with fresh value names."""
+
+    def __init__(self, indent="    "):
+        self.lines = []
+        self.indent = indent
+        self.counter = 0
+        self.lets = []
+
+    def raw(self, text):
+        self.lines.append(self.indent + text)
+
+    def let(self, dtype, expr, hint="v"):
+        name = f"{hint}{self.counter}"
+        self.counter += 1
+        self.raw(f"const {CUDA_TYPES[dtype]} {name} = {expr};")
+        self.lets.append((len(self.lines) - 1, name))
+        return name
+
+    def drop_unused(self):
+        """Remove values never read (an input only ``second`` looks at, say): no dead
+        loads and no unused-variable warnings."""
+        dead = set()
+        for index, name in reversed(self.lets):
+            word = re.compile(rf"\b{name}\b")
+            if not any(word.search(line) for k, line in enumerate(self.lines[index + 1:], index + 1)
+                       if k not in dead):
+                dead.add(index)
+        self.lines = [line for k, line in enumerate(self.lines) if k not in dead]
+
+
+def _instr(instr: Instr, args) -> str:
+    """The expression computing ``instr`` from ``args`` ((expression, dtype) pairs)."""
+    c, op = instr.compute_dtype, instr.opcode
+    if op == "cast":
+        return _convert(args[0][0], c, instr.dtype)
+    if op == "select":
+        cond = _convert(args[0][0], args[0][1], "bool")
+        x, y = (_convert(v, d, c) for v, d in args[1:])
+        return f"({cond} ? {x} : {y})"
+    if op in ("land", "lor", "lxor", "lnot"):
+        vals = [_convert(v, d, "bool") for v, d in args]
+        if op == "lnot":
+            return f"(!{vals[0]})"
+        return f"({vals[0]} {({'land': '&&', 'lor': '||', 'lxor': '!='})[op]} {vals[1]})"
+    v = [_convert(x, d, c) for x, d in args]
+    if op in ("copy", "second"):
+        return v[-1]
+    if op in _CMP:
+        return f"({v[0]} {_CMP[op]} {v[1]})"
+    if c in FLOATS:
+        return _float(op, c, v)
+    if c in INTS:
+        return _int(op, c, v)
+    return _bool(op, v)
+
+
+def _float(op, dtype, v) -> str:
+    t = CUDA_TYPES[dtype]
+    sfx = "f" if dtype == "float32" else ""
+    if op in ("add", "sub", "mul", "div"):
+        return f"th_{op}({v[0]}, {v[1]})"
+    if op == "sqrt":
+        return f"th_sqrt({v[0]})"
+    if op in _FLOAT_UNARY:
+        return f"{_FLOAT_UNARY[op]}{sfx}({v[0]})"
+    if op == "neg":
+        return f"(-{v[0]})"
+    if op == "sqr":
+        return f"th_mul({v[0]}, {v[0]})"
+    if op == "recip":
+        return f"th_div(({t})1, {v[0]})"
+    if op in ("sign", "sigmoid", "softplus", "max", "min", "mod", "floordiv", "isinf"):
+        return f"th_{op}({', '.join(v)})"
+    if op == "clip":
+        return f"th_min(th_max({v[0]}, {v[1]}), {v[2]})"
+    if op in ("pow", "atan2"):
+        return f"{op}{sfx}({v[0]}, {v[1]})"
+    if op == "isnan":
+        return f"({v[0]} != {v[0]})"
+    raise KeyError(f"cuda: no lowering of {op!r} for {dtype}")
+
+
+def _int(op, dtype, v) -> str:
+    t = CUDA_TYPES[dtype]
+    w = _wide_unsigned(dtype)
+    signed = dtype in SIGNED
+    if op in ("add", "sub", "mul"):
+        sym = {"add": "+", "sub": "-", "mul": "*"}[op]
+        return f"({t})(({w}){v[0]} {sym} ({w}){v[1]})"
+    if op in ("band", "bor", "bxor"):
+        return f"({t})({v[0]} {({'band': '&', 'bor': '|', 'bxor': '^'})[op]} {v[1]})"
+    if op == "neg":
+        return f"({t})(({w})0 - ({w}){v[0]})"
+    if op == "sqr":
+        return f"({t})(({w}){v[0]} * ({w}){v[0]})"
+    if op == "bnot":
+        return f"({t})(~{v[0]})"
+    if op == "abs":
+        if not signed:
+            return v[0]
+        return f"({v[0]} < 0 ? ({t})(({w})0 - ({w}){v[0]}) : {v[0]})"
+    if op == "sign":
+        if not signed:
+            return f"({t})({v[0]} > 0)"
+        return f"({t})(({v[0]} > 0) - ({v[0]} < 0))"
+    if op in ("max", "min"):
+        return f"th_i{op}<{t}>({v[0]}, {v[1]})"
+    if op == "clip":
+        return f"th_imin<{t}>(th_imax<{t}>({v[0]}, {v[1]}), {v[2]})"
+    if op in ("isnan", "isinf"):
+        return "false"
+    if op == "floordiv":
+        if signed:
+            return f"th_sfloordiv<{t}, {w}>({v[0]}, {v[1]})"
+        return f"th_ufloordiv<{t}>({v[0]}, {v[1]})"
+    if op == "mod":
+        return f"th_{'s' if signed else 'u'}mod<{t}>({v[0]}, {v[1]})"
+    raise KeyError(f"cuda: no lowering of {op!r} for {dtype}")
+
+
+def _bool(op, v) -> str:
+    if op in ("band", "bor", "bxor"):
+        return f"({v[0]} {({'band': '&&', 'bor': '||', 'bxor': '!='})[op]} {v[1]})"
+    if op == "bnot":
+        return f"(!{v[0]})"
+    raise KeyError(f"cuda: no lowering of {op!r} for bool")
+
+
+def _program(b: _Body, prog: ScalarProgram, inputs):
+    """Emit ``prog``'s instructions into ``b``; its outputs as (expression, dtype) pairs."""
+    values = list(inputs)
+    for value, dtype in prog.constants:
+        values.append((_literal(value, dtype), dtype))
+    for instr in prog.instrs:
+        expr = _instr(instr, [values[a] for a in instr.args])
+        values.append((b.let(instr.dtype, expr), instr.dtype))
+    return [values[v] for v in prog.outputs]
+
+
+def _load(buf, off, dtype) -> str:
+    ref = f"*(const {_STORAGE[dtype]} *)(p.data[{buf}] + {off})"
+    return f"({ref} != 0)" if dtype == "bool" else ref
+
+
+def _store(b: _Body, buf, off, expr, dtype):
+    cast = "(uint8_t)" if dtype == "bool" else ""
+    b.raw(f"*({_STORAGE[dtype]} *)(p.data[{buf}] + {off}) = {cast}{expr};")
+
+
+def _offsets(b: _Body, dims, nbuf, index, names, start=None):
+    """Emit the per-buffer byte offsets ``names`` of the element with linear index ``index``
+    over ``dims`` (row-major, the last dimension fastest), added to ``start``."""
+    for k in range(nbuf):
+        b.raw(f"int64_t {names[k]} = {start[k] if start else 0};")
+    if not dims:
+        return
+    b.raw(f"int64_t rest_{names[0]} = {index};")
+    for pos, d in enumerate(reversed(dims)):
+        outermost = pos == len(dims) - 1
+        i = f"i{d}"
+        if outermost:
+            b.raw(f"const int64_t {i} = rest_{names[0]};")
+        else:
+            b.raw(f"const int64_t {i} = rest_{names[0]} % p.shape[{d}];")
+            b.raw(f"rest_{names[0]} /= p.shape[{d}];")
+        for k in range(nbuf):
+            b.raw(f"{names[k]} += {i} * p.strides[{k}][{d}];")
+
+
+def _check_params(name, nd, nbuf):
+    size = 8 * (nd + nbuf + nbuf * nd + 2)
+    if size > MAX_PARAM_BYTES:
+        raise ValueError(f"cuda: kernel {name} needs {size} bytes of parameters "
+                         f"({nbuf} buffers of rank {nd}); the limit is {MAX_PARAM_BYTES}")
+
+
+def _params_struct(name, nd, nbuf, counts):
+    fields = " ".join(f"int64_t {c};" for c in counts)
+    return (f"struct {name}_params {{\n  int64_t shape[{nd}];\n  char *data[{nbuf}];\n"
+            f"  int64_t strides[{nbuf}][{nd}];\n  {fields}\n}};")
+
+
+def _launcher_head(name, nd, nbuf):
+    return [
+        "#ifdef __CUDACC__",
+        f'extern "C" void {name}(const int64_t *shape, char **data, const int64_t *strides, '
+        "void *stream) {",
+        f"  {name}_params p;",
+        f"  for (int d = 0; d < {nd}; ++d) p.shape[d] = shape[d];",
+        f"  for (int k = 0; k < {nbuf}; ++k) {{",
+        "    p.data[k] = data[k];",
+        f"    for (int d = 0; d < {nd}; ++d) p.strides[k][d] = strides[k * {nd} + d];",
+        "  }",
+    ]
+
+
+def render_elementwise(kernel: ElementwiseKernel, inner_broadcast=None) -> str:
+    """The params struct, ``__global__`` kernel and host launcher of ``kernel``."""
+    name, prog = kernel.name, kernel.program
+    nd = max(kernel.ndim, 1)
+    n_in = len(prog.input_dtypes)
+    out_dtypes = list(prog.output_dtypes)
+    nbuf = n_in + len(out_dtypes)
+    _check_params(name, nd, nbuf)
+    b = _Body("    ")
+    offs = [f"off{k}" for k in range(nbuf)]
+    _offsets(b, list(range(nd)), nbuf, "idx", offs)
+    values = [(b.let(dt, _load(k, offs[k], dt), "x"), dt) for k, dt in enumerate(prog.input_dtypes)]
+    for m, (expr, dt) in enumerate(_program(b, prog, values)):
+        _store(b, n_in + m, offs[n_in + m], expr, dt)
+    b.drop_unused()
+    label = f" ({kernel.label})" if kernel.label else ""
+    return "\n".join([
+        f"/* {name}: elementwise{label}, rank {kernel.ndim}, {n_in} input(s), "
+        f"{len(out_dtypes)} output(s)",
+        *["   " + line for line in str(prog).splitlines()],
+        "*/",
+        _params_struct(name, nd, nbuf, ["total"]),
+        "",
+        f"__global__ void __launch_bounds__({THREADS}) {name}_kernel(const {name}_params p) {{",
+        f"  for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < p.total;",
+        "       idx += (int64_t)gridDim.x * blockDim.x) {",
+        *b.lines,
+        "  }",
+        "}",
+        "",
+        *_launcher_head(name, nd, nbuf),
+        "  int64_t total = 1;",
+        f"  for (int d = 0; d < {nd}; ++d) total *= shape[d];",
+        "  p.total = total;",
+        "  if (total <= 0) return;",
+        f"  int64_t blocks = (total + {THREADS - 1}) / {THREADS};",
+        f"  if (blocks > {MAX_BLOCKS}) blocks = {MAX_BLOCKS};",
+        f"  {name}_kernel<<<(unsigned)blocks, {THREADS}, 0, (cudaStream_t)stream>>>(p);",
+        "}",
+        "#endif",
+    ])
+
+
+def _identity(kind, dtype) -> str:
+    """The reduction's identity, as native.py's ``_identity`` defines it."""
+    if kind in ("all", "any"):
+        return "true" if kind == "all" else "false"
+    if kind in ("sum", "prod"):
+        return _literal(0 if kind == "sum" else 1, dtype)
+    if dtype in FLOATS:
+        return _literal(-math.inf if kind == "max" else math.inf, dtype)
+    bits = 8 * ITEMSIZE[dtype]
+    if dtype in SIGNED:
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    else:
+        lo, hi = 0, (1 << bits) - 1
+    return _literal(lo if kind == "max" else hi, dtype)
+
+
+def _combine(kind, dtype, acc, value) -> str:
+    """``acc (op) value``; float sums and products may be reassociated."""
+    if kind in ("all", "any"):
+        return f"({acc} {'&&' if kind == 'all' else '||'} {value})"
+    t = CUDA_TYPES[dtype]
+    if dtype in FLOATS:
+        if kind in ("sum", "prod"):
+            return f"({acc} {'+' if kind == 'sum' else '*'} {value})"
+        return f"th_{kind}({acc}, {value})"
+    if kind in ("sum", "prod"):
+        w = _wide_unsigned(dtype)
+        return f"({t})(({w}){acc} {'+' if kind == 'sum' else '*'} ({w}){value})"
+    return f"th_i{kind}<{t}>({acc}, {value})"
+
+
+def render_reduce(kernel: ReduceKernel, inner_broadcast=None) -> str:
+    """The params struct, ``__global__`` kernel and host launcher of ``kernel``."""
+    name, prog, kind, out = kernel.name, kernel.program, kernel.kind, kernel.out_dtype
+    nd = max(kernel.ndim, 1)
+    axes = sorted(a for a in kernel.axes if a < nd)
+    kept = [d for d in range(nd) if d not in axes]
+    n_in = len(prog.input_dtypes)
+    nbuf = n_in + 1
+    _check_params(name, nd, nbuf)
+    t = CUDA_TYPES[out]
+    outer = _Body("    ")
+    base = [f"base{k}" for k in range(nbuf)]
+    _offsets(outer, kept, nbuf, "o", base)
+    inner = _Body("      ")
+    offs = [f"off{k}" for k in range(n_in)]
+    _offsets(inner, axes, n_in, "r", offs, base)
+    values = [(inner.let(dt, _load(k, offs[k], dt), "x"), dt) for k, dt in enumerate(prog.input_dtypes)]
+    expr, dt = _program(inner, prog, values)[0]
+    inner.raw(f"acc = {_combine(kind, out, 'acc', _convert(expr, dt, out))};")
+    inner.drop_unused()
+    out_ref = f"*({_STORAGE[out]} *)(p.data[{n_in}] + {base[n_in]})"
+    current = f"({out_ref} != 0)" if out == "bool" else out_ref
+    total = _combine(kind, out, current, "sh[0]")
+    label = f" ({kernel.label})" if kernel.label else ""
+    shape_product = " * ".join(f"shape[{d}]" for d in kept) or "1"
+    reduced_product = " * ".join(f"shape[{d}]" for d in axes) or "1"
+    return "\n".join([
+        f"/* {name}: {kind} over axes {list(kernel.axes)}{label} into {out}, rank {kernel.ndim}, "
+        f"{n_in} input(s)",
+        *["   " + line for line in str(prog).splitlines()],
+        "*/",
+        _params_struct(name, nd, nbuf, ["n_out", "n_red"]),
+        "",
+        f"__global__ void __launch_bounds__(THEANINE_REDUCE_THREADS) {name}_kernel(const {name}_params p) {{",
+        f"  __shared__ {t} sh[THEANINE_REDUCE_THREADS];",
+        "  const int tid = threadIdx.x;",
+        "  for (int64_t o = blockIdx.x; o < p.n_out; o += gridDim.x) {",
+        *outer.lines,
+        f"    {t} acc = {_identity(kind, out)};",
+        "    for (int64_t r = tid; r < p.n_red; r += THEANINE_REDUCE_THREADS) {",
+        *inner.lines,
+        "    }",
+        "    sh[tid] = acc;",
+        "    __syncthreads();",
+        "    for (int s = THEANINE_REDUCE_THREADS / 2; s > 0; s >>= 1) {",
+        f"      if (tid < s) sh[tid] = {_combine(kind, out, 'sh[tid]', 'sh[tid + s]')};",
+        "      __syncthreads();",
+        "    }",
+        "    if (tid == 0) {",
+        f"      {out_ref} = {'(uint8_t)' if out == 'bool' else ''}{total};",
+        "    }",
+        "    __syncthreads();  /* sh is reused by the next output element */",
+        "  }",
+        "}",
+        "",
+        *_launcher_head(name, nd, nbuf),
+        f"  const int64_t n_out = {shape_product};",
+        f"  const int64_t n_red = {reduced_product};",
+        "  p.n_out = n_out;",
+        "  p.n_red = n_red;",
+        "  if (n_out <= 0) return;",
+        "  const int64_t blocks = n_out < 2147483647 ? n_out : 2147483647;",
+        f"  {name}_kernel<<<(unsigned)blocks, THEANINE_REDUCE_THREADS, 0, (cudaStream_t)stream>>>(p);",
+        "}",
+        "#endif",
+    ])
+
+
+def render_module(kernels, name="theanine_module") -> str:
+    """One CUDA C++ translation unit defining every kernel of ``kernels``
+    ((kernel, inner_broadcast) pairs): for each, a params struct, a ``__global__``
+    kernel ``NAME_kernel`` and a host launcher ``NAME``."""
+    parts = [f"/* {name}: CUDA C++ generated by theanine.codegen.cuda ({len(kernels)} kernel(s)).\n"
+             "   Launchers: void NAME(const int64_t *shape, char **data, const int64_t *strides,\n"
+             "   void *stream); data holds device pointers (inputs, then outputs). */",
+             PRELUDE]
+    for kernel, inner_broadcast in kernels:
+        if isinstance(kernel, ReduceKernel):
+            parts.append(render_reduce(kernel, inner_broadcast))
+        else:
+            parts.append(render_elementwise(kernel, inner_broadcast))
+    return "\n\n".join(parts) + "\n"
