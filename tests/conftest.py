@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 #: the compilation modes every op test runs under (native back ends join this list)
-BACKENDS = ["py", "llvm"]
+BACKENDS = ["py", "llvm", "c"]
 
 
 @pytest.fixture(params=BACKENDS)
