@@ -511,3 +511,27 @@ def test_rewriting_a_chain_of_100000_nodes():
     assert {n.op.scalar_op for n in fg.apply_nodes} == {ts.add}
     assert len({id(n.inputs[1]) for n in fg.apply_nodes}) == 1  # 100,000 constants merged
     assert GraphRunner(fg.inputs, fg.outputs)(np.asarray(0.5))[0] == 50_000.5
+
+
+@pytest.mark.parametrize("n", [3, 5, 10, 16])
+def test_pow_small_integer_to_mul(n, mode):
+    """x ** n -> products by squaring: fires, and stays within a few ulp of NumPy's power."""
+    x = T.dvector("x")
+    f = theanine.function([x], x ** n, mode=mode)
+    assert "pow_small_integer_to_mul" in [r.rewrite for r in f.rewrite_log]
+    ops = [getattr(nd.op, "scalar_op", None) for nd in f.graph.toposort()]
+    names = [name for op in ops for name in
+             (op.name for op in getattr(op, "ops", [op])) if op is not None]
+    assert "pow" not in names
+    # squaring: bit_length - 1 squares and popcount - 1 multiplications
+    assert names.count("sqr") == n.bit_length() - 1
+    assert names.count("mul") == bin(n).count("1") - 1
+    a = np.linspace(-3, 3, 101)
+    np.testing.assert_allclose(f(a), a ** n, rtol=8 * np.finfo(float).eps * n, atol=0)
+
+
+def test_pow_large_or_fractional_exponent_stays_pow(mode):
+    x = T.dvector("x")
+    for e in (17, 2.5):
+        f = theanine.function([x], x ** e, mode=mode)
+        assert "pow_small_integer_to_mul" not in [r.rewrite for r in f.rewrite_log]

@@ -247,7 +247,8 @@ class Function:
 
     def __call__(self, *args, **kwargs):
         fast = self._fast
-        if fast is not None and not kwargs and len(args) == self._n_args:
+        if (fast is not None and not kwargs and len(args) == self._n_args
+                and getattr(args[0], "size", 0) < _FAST_ENTRY_MAX_SIZE):
             try:
                 out = fast(*args)
             except ValueError:  # let the full path raise it, with the op and the user's line
@@ -304,6 +305,8 @@ class Function:
 
 
 _MISSING = object()
+#: the native entry runs its kernel on one core: larger calls take the path that splits it
+_FAST_ENTRY_MAX_SIZE = 1 << 18
 
 
 def _reduction_node(node):

@@ -57,3 +57,31 @@ def div_by_power_of_two(fgraph, node):
     if not np.isfinite(inverse):
         return None
     return replacement(node, tm.mul(x, np.full((1,) * x.ndim, inverse)))
+
+
+#: the largest integer exponent turned into multiplications
+MAX_UNROLLED_EXPONENT = 16
+
+
+@register_rewrite("specialize", tracks=(Elemwise(ts.pow_),))
+def pow_small_integer_to_mul(fgraph, node):
+    """x ** n -> x * x * ... (exponentiation by squaring) for a constant integer 3 <= n <= 16
+
+    Floats only; the product may differ from libm's pow in the last bits (a few ulp)."""
+    x, n = node.inputs
+    out = node.outputs[0]
+    data = constant_data(n)
+    if data is None or data.size == 0 or out.dtype not in FLOAT_DTYPES:
+        return None
+    e = data.flat[0]
+    if not np.all(data == e) or e != np.floor(e) or not 3 <= e <= MAX_UNROLLED_EXPONENT:
+        return None
+    base = tm.cast(x, out.dtype)
+    result, square, e = None, base, int(e)
+    while e:
+        if e & 1:
+            result = square if result is None else tm.mul(result, square)
+        e >>= 1
+        if e:
+            square = tm.sqr(square)
+    return replacement(node, result)
