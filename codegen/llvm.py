@@ -6,7 +6,9 @@ the last dimension moves by exactly one element (the version LLVM vectorises),
 and a general strided one. Inputs that are broadcast along the last dimension
 (static size 1) are loaded once, outside the innermost loop.
 
-Semantics are NumPy's, opcode by opcode (see ``ir.SCALAR_OPCODES``); the only
+Kernels ask LLVM for 512-bit vectors where the CPU has them (it defaults to
+256 bits on AVX-512 hosts; 512 measured 1.3-1.5x faster on compute-bound
+kernels here). Semantics are NumPy's, opcode by opcode (see ``ir.SCALAR_OPCODES``); the only
 documented difference is float to integer conversion of values outside the
 target range or NaN, which saturates (NumPy's result there is platform-defined).
 """
@@ -404,8 +406,9 @@ class Module:
 
     def render(self) -> str:
         head = [f"; ModuleID = '{self.name}'", f'source_filename = "{self.name}"', ""]
+        attributes = ['attributes #0 = { "prefer-vector-width"="512" }'] if self.functions else []
         return "\n".join(head + list(self.declarations.values()) + [""]
-                         + list(self.definitions.values()) + self.functions) + "\n"
+                         + list(self.definitions.values()) + self.functions + attributes) + "\n"
 
 
 def render_module(kernels, name="theanine_module") -> str:
@@ -445,7 +448,7 @@ def _render_loops(module, name, prog, ndim, inner_broadcast, reduce):
     inner_acc = reduce is not None and (nd - 1) in reduce.axes and ndim > 0
     b = _Body(module)
     b.raw(f"define void @{name}(ptr noalias nocapture readonly %shape, "
-          f"ptr noalias nocapture readonly %data, ptr noalias nocapture readonly %strides) {{")
+          f"ptr noalias nocapture readonly %data, ptr noalias nocapture readonly %strides) #0 {{")
     b.raw("entry:")
     dims = []
     for d in range(nd):
