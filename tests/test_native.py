@@ -125,3 +125,19 @@ def test_max_of_empty_dimension_raises():
     f = theanine.function([x], T.max(x, axis=0))
     with pytest.raises(ValueError, match="empty"):
         f(np.zeros((0, 3)))
+
+
+def test_kernels_inside_larger_functions_use_the_native_entry():
+    """Each elementwise kernel is called through its CPython entry for small arrays,
+    and through the strided, splitting path otherwise: both give the same numbers."""
+    x = T.dmatrix("x")
+    e = T.exp(x)
+    f = theanine.function([x], [e * 2, T.dot(e, e.T)])
+    thunks = [t for t in f._native.thunks.values() if isinstance(t, native.ElementwiseThunk)]
+    assert thunks and all(t.entry is not None for t in thunks)
+    small = np.random.default_rng(3).normal(size=(3, 4))
+    big = np.random.default_rng(4).normal(size=(600, 600))[:, ::2]  # non-contiguous, split
+    for a in (small, big):
+        out = f(a)
+        np.testing.assert_allclose(out[0], 2 * np.exp(a), rtol=1e-14)
+        np.testing.assert_allclose(out[1], np.exp(a) @ np.exp(a).T, rtol=1e-12)

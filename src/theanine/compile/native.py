@@ -135,8 +135,24 @@ class NativeProgram:
             addresses = _targets()[target][1](self.source, names)
             for info in self.kernels:
                 fn = _KERNEL_TYPE(addresses[info.name])
-                thunk = ReduceThunk if _reduction(info.node) else ElementwiseThunk
-                self.thunks[info.node] = thunk(info.node, fn)
+                if _reduction(info.node):
+                    self.thunks[info.node] = ReduceThunk(info.node, fn)
+                else:
+                    entry = _native_entry(info, addresses[info.name]) if target == "llvm" else None
+                    self.thunks[info.node] = ElementwiseThunk(info.node, fn, entry)
+
+
+def _native_entry(info, address):
+    """A builtin calling the kernel with the node's input arrays directly (see pyentry),
+    or None where the entry cannot be built."""
+    from theanine.codegen import pyentry
+    node = info.node
+    try:
+        return pyentry.make_entry(address, [v.dtype for v in node.inputs], node.outputs[0].dtype,
+                                  node.outputs[0].ndim, info.name,
+                                  in_shapes=[v.type.shape for v in node.inputs])
+    except (RuntimeError, ValueError):
+        return None
 
 
 def _reduction(node):
@@ -175,14 +191,24 @@ def _coalesce(shape, strides):
 class ElementwiseThunk:
     """Runs one native elementwise kernel: broadcasting, allocation, strides, the call."""
 
-    def __init__(self, node, fn):
+    def __init__(self, node, fn, entry=None):
         self.node = node
         self.fn = fn
+        self.entry = entry
         self.ndim = node.outputs[0].type.ndim
         self.dtype = node.outputs[0].type.numpy_dtype
         self.plans = {}
 
     def __call__(self, inputs, storage):
+        entry = self.entry
+        if entry is not None and getattr(inputs[0], "size", 0) < PARALLEL_MIN_ELEMENTS:
+            try:
+                out = entry(*inputs)
+            except ValueError:  # a broadcast error: the path below reports it in full
+                out = NotImplemented
+            if out is not NotImplemented:
+                storage[0][0] = out
+                return
         arrays = [a if type(a) is np.ndarray else np.asarray(a) for a in inputs]
         key = tuple([(a.shape, a.strides) for a in arrays])
         plan = self.plans.get(key)
