@@ -29,11 +29,13 @@ Outputs never alias inputs (the linker allocates them), so buffer pointers are
 
 from __future__ import annotations
 
+import functools
+
 import math
 import struct
 
 from theanine.codegen import vecmath
-from theanine.codegen.ir import ElementwiseKernel, Instr, ReduceKernel, ScalarProgram
+from theanine.codegen.ir import ElementwiseKernel, Instr, ReduceKernel, ScalarProgram, render_each
 from theanine.codegen.llvm import FLOATS, INTS, ITEMSIZE, SIGNED
 
 #: the C type of a value of each dtype inside a kernel (bool is C's bool there)
@@ -514,11 +516,8 @@ class Module:
 def render_module(kernels, name="theanine_module") -> str:
     """One C translation unit defining every kernel of ``kernels`` ((kernel, inner_broadcast) pairs)."""
     module = Module(name)
-    for kernel, inner_broadcast in kernels:
-        if isinstance(kernel, ReduceKernel):
-            render_reduce(module, kernel, inner_broadcast)
-        else:
-            render_elementwise(module, kernel, inner_broadcast)
+    render_each(kernels, functools.partial(render_elementwise, module),
+                functools.partial(render_reduce, module))
     return module.render()
 
 

@@ -57,7 +57,7 @@ import math
 import re
 import struct
 
-from theanine.codegen.ir import ElementwiseKernel, Instr, ReduceKernel, ScalarProgram
+from theanine.codegen.ir import ElementwiseKernel, Instr, ReduceKernel, ScalarProgram, render_each
 
 CUDA_TYPES = {
     "bool": "bool", "int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t",
@@ -610,9 +610,5 @@ def render_module(kernels, name="theanine_module") -> str:
              "   Launchers: void NAME(const int64_t *shape, char **data, const int64_t *strides,\n"
              "   void *stream); data holds device pointers (inputs, then outputs). */",
              PRELUDE]
-    for kernel, inner_broadcast in kernels:
-        if isinstance(kernel, ReduceKernel):
-            parts.append(render_reduce(kernel, inner_broadcast))
-        else:
-            parts.append(render_elementwise(kernel, inner_broadcast))
+    parts += render_each(kernels, render_elementwise, render_reduce)
     return "\n\n".join(parts) + "\n"

@@ -187,3 +187,10 @@ class ReduceKernel:
     program: ScalarProgram
     out_dtype: str
     label: str = ""
+
+
+def render_each(kernels, elementwise, reduce) -> list:
+    """For each ``(kernel, inner_broadcast)`` pair, in order: ``reduce(kernel, inner)`` for a
+    ReduceKernel, ``elementwise(kernel, inner)`` otherwise. The renderers' shared dispatch."""
+    return [reduce(k, inner) if isinstance(k, ReduceKernel) else elementwise(k, inner)
+            for k, inner in kernels]

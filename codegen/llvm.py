@@ -15,10 +15,12 @@ target range or NaN, which saturates (NumPy's result there is platform-defined).
 
 from __future__ import annotations
 
+import functools
+
 import struct
 
 from theanine.codegen import vecmath
-from theanine.codegen.ir import ElementwiseKernel, Instr, ReduceKernel, ScalarProgram
+from theanine.codegen.ir import ElementwiseKernel, Instr, ReduceKernel, ScalarProgram, render_each
 
 LLVM_TYPES = {
     "bool": "i8", "int8": "i8", "uint8": "i8", "int16": "i16", "uint16": "i16",
@@ -414,11 +416,8 @@ class Module:
 def render_module(kernels, name="theanine_module") -> str:
     """One LLVM module defining every kernel of ``kernels`` ((kernel, inner_broadcast) pairs)."""
     module = Module(name)
-    for kernel, inner_broadcast in kernels:
-        if isinstance(kernel, ReduceKernel):
-            render_reduce(module, kernel, inner_broadcast)
-        else:
-            render_elementwise(module, kernel, inner_broadcast)
+    render_each(kernels, functools.partial(render_elementwise, module),
+                functools.partial(render_reduce, module))
     return module.render()
 
 
