@@ -176,41 +176,16 @@ class Function:
             thunks = self._native.thunks
         self._runner = GraphRunner(self.graph.inputs, self.graph.outputs, self.graph.toposort(), thunks)
         self._n_args = len(self._ins)
-        self._fast = self._fast_entry()
+        self._entry = self._native.entry if self._native is not None else None
+        if self._entry is not None and any(self._outs[k].borrow for k in self._native.copied_outputs
+                                            if k < len(self._outs)):
+            self._entry = None  # a borrowed view must come back as a view
         self._names = {}
         for k, i in enumerate(self._ins):
             if i.name:
                 self._names.setdefault(i.name, k)
         self.inputs = in_vars
         self.outputs = out_vars
-
-    def _fast_entry(self):
-        """A native entry taking the arrays directly, when the whole function is one
-        elementwise kernel of its inputs (no shared variables, updates or defaults)."""
-        native = self._native
-        if (native is None or native.target != "llvm" or native.fallbacks or len(native.kernels) != 1
-                or not self._single or self._shared or self._outs[0].borrow
-                or any(i.value is not None for i in self._ins)):
-            return None
-        info = native.kernels[0]
-        node = info.node
-        if _reduction_node(node) or node.outputs[0] is not self.graph.outputs[0]:
-            return None
-        inputs = self.graph.inputs
-        if any(v not in inputs for v in node.inputs) or set(node.inputs) != set(inputs):
-            return None
-        try:
-            from theanine.codegen import jit, pyentry
-            address = jit.compile_ir(native.source, [info.name])[info.name]
-            entry = pyentry.make_entry(address, [v.dtype for v in node.inputs], node.outputs[0].dtype,
-                                       node.outputs[0].ndim, self.name or "theanine_function",
-                                       in_shapes=[v.type.shape for v in node.inputs])
-        except (RuntimeError, ValueError):
-            return None
-        order = [inputs.index(v) for v in node.inputs]
-        if order == list(range(len(inputs))) and len(node.inputs) == len(inputs):
-            return entry
-        return lambda *args: entry(*[args[k] for k in order])
 
     @property
     def kernels(self) -> list:
@@ -246,15 +221,18 @@ class Function:
         return var.type.filter(value, allow_downcast=allow, name=f"{self.name or 'function'}: {label}")
 
     def __call__(self, *args, **kwargs):
-        fast = self._fast
-        if (fast is not None and not kwargs and len(args) == self._n_args
-                and getattr(args[0], "size", 0) < _FAST_ENTRY_MAX_SIZE):
-            try:
-                out = fast(*args)
-            except ValueError:  # let the full path raise it, with the op and the user's line
-                out = NotImplemented
-            if out is not NotImplemented:
-                return out
+        entry = self._entry
+        if (entry is not None and not kwargs and len(args) == self._n_args
+                and (not args or getattr(args[0], "size", 0) < _FAST_ENTRY_MAX_SIZE)):
+            if self._shared:
+                results = entry(*args, *[s.container[0] for s in self._shared])
+            else:
+                results = entry(*args)
+            if results is not NotImplemented:  # else the path below computes or raises
+                n_out = self._n_out
+                for var, value in zip(self._update_targets, results[n_out:]):
+                    var.container[0] = value
+                return results[0] if self._single else list(results[:n_out])
         n = len(self._ins)
         if len(args) > n:
             raise TypeError(f"{self.name or 'function'}: expected at most {n} arguments, got {len(args)}")
@@ -305,13 +283,8 @@ class Function:
 
 
 _MISSING = object()
-#: the native entry runs its kernel on one core: larger calls take the path that splits it
+#: the native entry runs on one core: calls on larger arrays take the path that splits kernels
 _FAST_ENTRY_MAX_SIZE = 1 << 18
-
-
-def _reduction_node(node):
-    from theanine.compile.native import _reduction
-    return _reduction(node) is not None
 
 
 def _aliases(value, *groups):

@@ -107,39 +107,77 @@ def _targets():
 
 def render(planned, target):
     """(source, kernel names) of the planned kernels rendered for ``target``."""
+    text, names, _, _ = render_program(planned, target)
+    return text, names
+
+
+def render_program(planned, target, extra_kernels=(), schedule=None):
+    """(source, kernel names, entry name, entry table slots) of the planned kernels (and ``extra_kernels``,
+    (kernel, inner_broadcast) pairs) rendered for ``target``, with the LLVM entry running
+    ``schedule`` appended when one is given (entry name None otherwise)."""
     targets = _targets()
     if target not in targets:
         raise ValueError(f"unknown target {target!r}; available: {', '.join(targets)}")
     render_module, _ = targets[target]
-    text = render_module([(p.kernel, p.inner_broadcast) for p in planned], "theanine_module")
+    kernels = [(p.kernel, p.inner_broadcast) for p in planned] + list(extra_kernels)
+    text = render_module(kernels, "theanine_module")
+    table = None
+    if schedule is not None:
+        from theanine.codegen import llvm_entry
+        entry_text, table = llvm_entry.render_entry(schedule, "__ENTRY__")
+        declarations = [d for d in llvm_entry.DECLARATIONS if d.split("@")[1] not in text]
+        text = text + "\n".join(declarations) + "\n\n" + entry_text
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    names = [f"theanine_{digest}_k{k}" for k in range(len(planned))]
-    for k, name in enumerate(names):
+    names = [f"theanine_{digest}_k{k}" for k in range(len(kernels))]
+    for k, name in reversed(list(enumerate(names))):
         text = text.replace(f"__KERNEL{k}__", name)
-    return text.replace("theanine_module", f"theanine_{digest}"), names
+    entry = f"theanine_{digest}_entry" if schedule is not None else None
+    if entry:
+        text = text.replace("__ENTRY__", entry)
+    return text.replace("theanine_module", f"theanine_{digest}"), names[:len(planned)], entry, table
 
 
 class NativeProgram:
-    """The kernels of one compiled function for ``target``: source, native thunks, fallbacks."""
+    """The kernels of one compiled function for ``target``: source, native thunks, fallbacks,
+    and (target 'llvm', when every node has a schedule step) ``entry``: one builtin running
+    the whole function (see codegen/schedule.py); ``why_no_entry`` says why there is none,
+    ``copied_outputs`` which outputs the entry returns as copies (views, inputs, constants)."""
 
     def __init__(self, fgraph, target="llvm", compile=True):
+        from theanine.compile.scheduler import NotSchedulable, build_schedule
         self.target = target
         self.planned, self.fallbacks = plan_kernels(fgraph)
-        self.source, names = render(self.planned, target)
+        self.entry, self.why_no_entry = None, f"target {target!r} has no whole-function entry"
+        schedule, constants, extra, self.copied_outputs = None, {}, (), []
+        if target == "llvm":
+            try:
+                schedule, constants, extra, self.copied_outputs = build_schedule(fgraph, self.planned)
+                self.why_no_entry = None
+            except NotSchedulable as exc:
+                self.why_no_entry = str(exc)
+        self.source, names, entry_name, table = render_program(self.planned, target, extra, schedule)
         self.kernels = []
         for p, name in zip(self.planned, names):
             p.info.name = name
             self.kernels.append(p.info)
         self.thunks = {}
-        if compile and self.planned:
-            addresses = _targets()[target][1](self.source, names)
-            for info in self.kernels:
-                fn = _KERNEL_TYPE(addresses[info.name])
-                if _reduction(info.node):
-                    self.thunks[info.node] = ReduceThunk(info.node, fn)
-                else:
-                    entry = _native_entry(info, addresses[info.name]) if target == "llvm" else None
-                    self.thunks[info.node] = ElementwiseThunk(info.node, fn, entry)
+        if not compile or not (self.planned or entry_name):
+            return
+        symbols = names + ([entry_name] if entry_name else [])
+        addresses = _targets()[target][1](self.source, symbols)
+        for info in self.kernels:
+            fn = _KERNEL_TYPE(addresses[info.name])
+            if _reduction(info.node):
+                self.thunks[info.node] = ReduceThunk(info.node, fn)
+            else:
+                entry = _native_entry(info, addresses[info.name]) if target == "llvm" else None
+                self.thunks[info.node] = ElementwiseThunk(info.node, fn, entry)
+        if entry_name:
+            from theanine.codegen import llvm_entry
+            try:
+                self.entry = llvm_entry.make_entry(addresses[entry_name], table, constants, entry_name)
+            except RuntimeError as exc:
+                self.why_no_entry = str(exc)
 
 
 def _native_entry(info, address):

@@ -1,0 +1,669 @@
+"""A whole compiled function as one CPython builtin: the schedule rendered as LLVM IR.
+
+``render_entry`` turns a ``schedule.Schedule`` into an LLVM function with the
+``METH_FASTCALL`` signature, meant to be appended to the module that defines
+the schedule's kernels (so the optimiser sees kernels and entry together).
+``make_entry`` wraps the compiled function as a builtin; one call checks the
+arguments, runs every step and returns the results as a tuple of fresh arrays,
+or ``NotImplemented`` when the call must take the node-by-node path (see the
+schedule module: such a call has no effect).
+
+An argument is accepted when it is exactly a ``numpy.ndarray`` whose dtype
+object is NumPy's canonical one, aligned, of the buffer's rank and static
+sizes. Process-specific addresses (C API functions, dtype objects, constant
+arrays, BLAS routines) are read from a table in the builtin's ``__self__``, as
+in ``pyentry``, so the IR depends only on the schedule and is cached on disk.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+from theanine.codegen import llvm
+from theanine.codegen import pyentry
+from theanine.codegen.schedule import (VIEW_STEPS, DimShuffle, Elementwise, Gemm, Index, Reduce,
+                                       ShapeOf, SumToShape, read, written)
+
+#: buffers of at most this many bytes with static sizes live on the entry's stack
+STACK_BYTES = 256
+#: products with more multiply-adds than this release the GIL around the BLAS call
+GEMM_GIL_RELEASE = 1 << 15
+_INT32_MAX = 2 ** 31 - 1
+_C_API = ("Py_IncRef", "Py_DecRef", "PyTuple_New", "PyTuple_SetItem", "PyErr_Clear",
+          "PyEval_SaveThread", "PyEval_RestoreThread")
+
+
+class _Table:
+    """Names of the per-entry table's slots, in order of first use."""
+
+    def __init__(self):
+        self.names = []
+
+    def index(self, name) -> int:
+        if name not in self.names:
+            self.names.append(name)
+        return self.names.index(name)
+
+
+class _Writer(pyentry._Fn):
+    """pyentry's line writer with a table of named slots and block tracking."""
+
+    def __init__(self, table):
+        super().__init__()
+        self.table = table
+        self.block = "entry"
+        self.labels = 0
+
+    def slot(self, name) -> str:
+        return self.field("ptr", "%table", pyentry._TABLE_OFFSET + 8 * self.table.index(name))
+
+    def label(self, hint) -> str:
+        self.labels += 1
+        return f"{hint}{self.labels}"
+
+    def start(self, label):
+        self.raw(f"{label}:")
+        self.block = label
+
+    def require(self, condition):
+        """Continue only where ``condition`` holds; bail out of the call otherwise."""
+        if condition == "true":
+            return
+        ok = self.label("ok")
+        self.raw(f"br i1 {condition}, label %{ok}, label %bail")
+        self.start(ok)
+
+    def eq(self, a, b) -> str:
+        if a == b:
+            return "true"
+        return self(f"icmp eq i64 {a}, {b}")
+
+    def mul(self, a, b) -> str:
+        if a == "1":
+            return b
+        if b == "1":
+            return a
+        return self(f"mul i64 {a}, {b}")
+
+    def select(self, cond, a, b) -> str:
+        if cond == "true" or a == b:
+            return a
+        if cond == "false":
+            return b
+        return self(f"select i1 {cond}, i64 {a}, i64 {b}")
+
+    def any_of(self, conditions) -> str:
+        acc = "false"
+        for c in conditions:
+            if c == "true":
+                return "true"
+            if c != "false":
+                acc = c if acc == "false" else self(f"or i1 {acc}, {c}")
+        return acc
+
+    def all_of(self, conditions) -> str:
+        acc = "true"
+        for c in conditions:
+            if c == "false":
+                return "false"
+            if c != "true":
+                acc = c if acc == "true" else self(f"and i1 {acc}, {c}")
+        return acc
+
+    def store_array(self, name, ty, values) -> str:
+        """An entry-block array ``name`` holding ``values``; returns its pointer."""
+        ptr = self.alloca(name, f"[{max(len(values), 1)} x {ty}]")
+        for k, v in enumerate(values):
+            self.raw(f"store {ty} {v}, ptr {self(f'getelementptr {ty}, ptr {ptr}, i64 {k}')}")
+        return ptr
+
+
+class _View:
+    """A buffer as the entry sees it: data pointer, sizes and byte strides (SSA values)."""
+
+    def __init__(self, data, dims, strides):
+        self.data, self.dims, self.strides = data, list(dims), list(strides)
+
+
+def render_entry(schedule, name) -> tuple[str, list]:
+    """(LLVM function text, table slot names) for ``schedule`` as the builtin ``name``."""
+    table = _Table()
+    f = _Writer(table)
+    r = _Renderer(schedule, f)
+    r.render(name)
+    body = "\n".join(f.lines[:1] + f.allocas + f.lines[1:])
+    text = f"define ptr @{name}(ptr %self, ptr %args, i64 %nargs) {{\n{body}\n}}\n"
+    return text, table.names
+
+
+class _Renderer:
+    def __init__(self, schedule, f):
+        self.s = schedule
+        self.f = f
+        self.views = {}
+        self.contiguous = {}
+        self.root = {}
+        self.owned = {}  # root buffer -> ("heap" | "py", registry alloca)
+
+    # ---- lifetimes ------------------------------------------------------------------------
+    def _plan_lifetimes(self):
+        s = self.s
+        for b in list(s.args) + [b for b, _ in s.constants]:
+            self.root[b] = b
+        last = {}
+        for k, step in enumerate(s.steps):
+            for b in read(step):
+                last[self.root[b]] = k
+            out = written(step)
+            for b in out:
+                self.root[b] = self.root[step.src] if isinstance(step, VIEW_STEPS) else b
+                last.setdefault(self.root[b], k)
+        keep = set(s.args) | {b for b, _ in s.constants} | set(s.results)
+        self.frees = [[] for _ in s.steps]
+        for b, k in last.items():
+            if b not in keep and self._storage(b) == "heap":
+                self.frees[k].append(b)
+
+    def _storage(self, b) -> str:
+        if b in self.s.results:
+            return "py"
+        buf = self.s.buffers[b]
+        if all(isinstance(n, int) for n in buf.shape):
+            size = int(np.prod(buf.shape, dtype=np.int64)) * pyentry._ITEMSIZE[buf.dtype]
+            if size <= STACK_BYTES:
+                return "stack"
+        return "heap"
+
+    # ---- the function ---------------------------------------------------------------------
+    def render(self, name):
+        f, s, L = self.f, self.s, pyentry.LAYOUT
+        self._plan_lifetimes()
+        f.raw("entry:")
+        b_ptr = f(f"getelementptr i8, ptr %self, i64 {L['b_ptr']}")
+        f.raw(f"%table = load ptr, ptr {b_ptr}")
+        for b in sorted({b for k in range(len(s.steps)) for b in written(s.steps[k])}):
+            kind = self._storage(b)
+            if kind in ("heap", "py") and self.root.get(b) == b and not isinstance(
+                    s.steps[s.writer()[b]], VIEW_STEPS):
+                cell = f.alloca(f"owned{b}", "ptr")
+                f.raw(f"store ptr null, ptr {cell}")
+                self.owned[b] = (kind, cell)
+        f.require(f(f"icmp eq i64 %nargs, {len(s.args)}"))
+        for k, b in enumerate(s.args):
+            self._argument(k, b)
+        for b, key in s.constants:
+            self._constant(b, key)
+        for k, step in enumerate(s.steps):
+            getattr(self, "_" + type(step).__name__)(step)
+            for b in self.frees[k]:
+                cell = self.owned[b][1]
+                f.raw(f"call void @free(ptr {f(f'load ptr, ptr {cell}')})")
+                f.raw(f"store ptr null, ptr {cell}")
+        self._return()
+        self._bail()
+
+    def _argument(self, k, b):
+        f, L = self.f, pyentry.LAYOUT
+        buf = self.s.buffers[b]
+        a = f.field("ptr", f(f"getelementptr ptr, ptr %args, i64 {k}"), 0)
+        f.require(f(f"icmp eq ptr {f.field('ptr', a, L['type'])}, {f.slot('ndarray')}"))
+        flags = f.field("i32", a, L["flags"])
+        f.require(f.all_of([
+            f(f"icmp eq ptr {f.field('ptr', a, L['descr'])}, {f.slot('descr:' + buf.dtype)}"),
+            f(f"icmp ne i32 {f(f'and i32 {flags}, {pyentry.NPY_ARRAY_ALIGNED}')}, 0"),
+            f(f"icmp eq i32 {f.field('i32', a, L['nd'])}, {buf.ndim}")]))
+        dims_ptr, strides_ptr = f.field("ptr", a, L["dims"]), f.field("ptr", a, L["strides"])
+        dims, strides = [], []
+        for d in range(buf.ndim):
+            size = f.field("i64", f(f"getelementptr i64, ptr {dims_ptr}, i64 {d}"), 0)
+            if buf.shape[d] is not None:
+                f.require(f.eq(size, str(buf.shape[d])))
+                size = str(buf.shape[d])
+            dims.append(size)
+            strides.append(f.field("i64", f(f"getelementptr i64, ptr {strides_ptr}, i64 {d}"), 0))
+        self.views[b] = _View(f.field("ptr", a, L["data"]), dims, strides)
+
+    def _constant(self, b, key):
+        buf = self.s.buffers[b]
+        strides, s = [], pyentry._ITEMSIZE[buf.dtype]
+        for n in reversed(buf.shape):
+            strides.insert(0, str(s))
+            s *= n
+        self.views[b] = _View(self.f.slot(key), [str(n) for n in buf.shape], strides)
+        self.contiguous[b] = "true"
+
+    # ---- allocation -----------------------------------------------------------------------
+    def _allocate(self, b, dims) -> _View:
+        """A fresh C-contiguous buffer ``b`` of sizes ``dims``."""
+        f, L = self.f, pyentry.LAYOUT
+        buf = self.s.buffers[b]
+        itemsize = pyentry._ITEMSIZE[buf.dtype]
+        kind = self._storage(b)
+        if kind == "stack":
+            size = int(np.prod(buf.shape, dtype=np.int64)) * itemsize
+            data = f.alloca(f"stack{b}", f"[{max(size, 1)} x i8], align 64")
+        elif kind == "heap":
+            total = "1"
+            for n in dims:
+                total = f.mul(total, n)
+            nbytes = f.mul(total, str(itemsize))
+            data = f(f"call ptr @malloc(i64 {f(f'add i64 {nbytes}, 1')})")
+            f.require(f(f"icmp ne ptr {data}, null"))
+            f.raw(f"store ptr {data}, ptr {self.owned[b][1]}")
+        else:
+            shape = f.store_array(f"shape{b}", "i64", dims)
+            descr = f.slot("descr:" + buf.dtype)
+            f.raw(f"call void {f.slot('Py_IncRef')}(ptr {descr})")  # PyArray_Empty steals it
+            obj = f(f"call ptr {f.slot('PyArray_Empty')}(i32 {len(dims)}, ptr {shape}, ptr {descr}, i32 0)")
+            failed = f(f"icmp eq ptr {obj}, null")
+            ok, clear = f.label("allocated"), f.label("nomemory")
+            f.raw(f"br i1 {failed}, label %{clear}, label %{ok}")
+            f.start(clear)
+            f.raw(f"call void {f.slot('PyErr_Clear')}()")  # the slow path raises MemoryError itself
+            f.raw("br label %bail")
+            f.start(ok)
+            f.raw(f"store ptr {obj}, ptr {self.owned[b][1]}")
+            data = f.field("ptr", obj, L["data"])
+        strides, s = [], str(itemsize)
+        for n in reversed(dims):
+            strides.insert(0, s)
+            s = f.mul(s, n)
+        view = self.views[b] = _View(data, dims, strides)
+        self.contiguous[b] = "true"
+        return view
+
+    def _is_contiguous(self, b) -> str:
+        """Whether buffer ``b`` is laid out in C order (size-1 dimensions may have any stride)."""
+        if b not in self.contiguous:
+            f, v = self.f, self.views[b]
+            expected, ok = str(pyentry._ITEMSIZE[self.s.buffers[b].dtype]), []
+            for n, st in zip(reversed(v.dims), reversed(v.strides)):
+                ok.append(f.any_of([f.eq(n, "1"), f.eq(st, expected)]))
+                expected = f.mul(expected, n)
+            self.contiguous[b] = f.all_of(ok)
+        return self.contiguous[b]
+
+    def _fill(self, data, count, dtype, literal):
+        """Store ``literal`` into the ``count`` elements at ``data``."""
+        f = self.f
+        ty = llvm.LLVM_TYPES[dtype]
+        head, body, done = f.label("fill"), f.label("fill_body"), f.label("filled")
+        before = f.block
+        f.raw(f"br label %{head}")
+        f.start(head)
+        i = f(f"phi i64 [0, %{before}], [%{head}_next, %{body}]")
+        f.raw(f"br i1 {f(f'icmp slt i64 {i}, {count}')}, label %{body}, label %{done}")
+        f.start(body)
+        f.raw(f"store {ty} {literal}, ptr {f(f'getelementptr {ty}, ptr {data}, i64 {i}')}")
+        f.raw(f"%{head}_next = add i64 {i}, 1")
+        f.raw(f"br label %{head}")
+        f.start(done)
+
+    # ---- kernel calls ---------------------------------------------------------------------
+    def _broadcast(self, inputs, ndim):
+        """Output sizes of broadcasting ``inputs`` to ``ndim`` dims (bailing when they do not
+        broadcast), and each input's strides along them (0 where it is broadcast)."""
+        f = self.f
+        dims, strides = [], [[] for _ in inputs]
+        for d in range(ndim):
+            o = "1"
+            for k, b in enumerate(inputs):
+                v = self.views[b]
+                i = len(v.dims) - (ndim - d)
+                if i < 0:
+                    strides[k].append("0")
+                    continue
+                size, stride = v.dims[i], v.strides[i]
+                if size == "1":
+                    strides[k].append("0")
+                    continue
+                is1 = f.eq(size, "1")
+                f.require(f.any_of([is1, f.eq(o, "1"), f.eq(o, size)]))
+                o = size if o == "1" else f.select(is1, o, size)
+                strides[k].append(f.select(is1, "0", stride))
+            dims.append(o)
+        return dims, strides
+
+    def _call(self, kernel, shape, data, strides, total):
+        """Call ``kernel`` (the ElementwiseKernel signature), without the GIL when it is long."""
+        f = self.f
+        tag = f.label("call")
+        shape_p = f.store_array(f"{tag}_shape", "i64", shape)
+        data_p = f.store_array(f"{tag}_data", "ptr", data)
+        strides_p = f.store_array(f"{tag}_strides", "i64", [s for row in strides for s in row])
+        call = f"call void @{kernel}(ptr {shape_p}, ptr {data_p}, ptr {strides_p})"
+        self._maybe_without_gil(call, f(f"icmp sgt i64 {total}, {pyentry.GIL_RELEASE_SIZE}"))
+
+    def _maybe_without_gil(self, call, long_):
+        f = self.f
+        gil, nogil, done = f.label("gil"), f.label("nogil"), f.label("called")
+        f.raw(f"br i1 {long_}, label %{nogil}, label %{gil}")
+        f.start(gil)
+        f.raw(call)
+        f.raw(f"br label %{done}")
+        f.start(nogil)
+        state = f(f"call ptr {f.slot('PyEval_SaveThread')}()")
+        f.raw(call)
+        f.raw(f"call void {f.slot('PyEval_RestoreThread')}(ptr {state})")
+        f.raw(f"br label %{done}")
+        f.start(done)
+
+    def _Elementwise(self, step):
+        f, s = self.f, self.s
+        D = s.buffers[step.outputs[0]].ndim
+        K = max(D, 1)
+        dims, in_strides = self._broadcast(step.inputs, D)
+        outs = [self._allocate(b, dims) for b in step.outputs]
+        total = "1"
+        for n in dims:
+            total = f.mul(total, n)
+        itemsizes = [pyentry._ITEMSIZE[s.buffers[b].dtype] for b in step.inputs + step.outputs]
+        # One flat loop when every buffer walks the output in C order.
+        flat, single = "false", []
+        if D >= 2:
+            walks = []
+            for k, b in enumerate(step.inputs):
+                v = self.views[b]
+                one = f.all_of([f.eq(n, "1") for n in v.dims])
+                size = "1"
+                for n in v.dims:
+                    size = f.mul(size, n)
+                dense = f.all_of([self._is_contiguous(b), f.eq(size, total)])
+                walks.append(one if step.hoisted[k] else f.any_of([one, dense]))
+                single.append(one)
+            flat = f.all_of(walks)
+        shape = [f.select(flat, total if d == K - 1 else "1", dims[d] if D else "1") for d in range(K)]
+        rows = in_strides + [o.strides for o in outs]
+        strides = []
+        for k, row in enumerate(rows):
+            flat_step = f.select(single[k], "0", str(itemsizes[k])) if k < len(single) else str(itemsizes[k])
+            strides.append([f.select(flat, flat_step if d == K - 1 else "0", row[d] if D else "0")
+                            for d in range(K)])
+        data = [self.views[b].data for b in step.inputs] + [o.data for o in outs]
+        self._call(step.kernel, shape, data, strides, total)
+
+    def _Reduce(self, step):
+        f, s = self.f, self.s
+        N = s.buffers[step.inputs[0]].ndim
+        full, in_strides = self._broadcast(step.inputs, N)
+        out_buf = s.buffers[step.output]
+        if step.kind in ("max", "min"):
+            f.require(f.all_of([f(f"icmp ne i64 {full[a]}, 0") for a in step.axes]))
+        kept = [full[d] for d in range(N) if d not in step.axes]
+        out = self._allocate(step.output, kept)
+        count = "1"
+        for n in kept:
+            count = f.mul(count, n)
+        self._fill(out.data, count, out_buf.dtype, _identity_literal(step.kind, out_buf.dtype))
+        kept_strides = iter(out.strides)
+        out_row = ["0" if d in step.axes else next(kept_strides) for d in range(N)]
+        total = "1"
+        for n in full:
+            total = f.mul(total, n)
+        data = [self.views[b].data for b in step.inputs] + [out.data]
+        shape = full if N else ["1"]
+        strides = [row if N else ["0"] for row in in_strides + [out_row]]
+        self._call(step.kernel, shape, data, strides, total)
+
+    def _Gemm(self, step):
+        f, s = self.f, self.s
+        a, b = self.views[step.a], self.views[step.b]
+        dtype = s.buffers[step.out].dtype
+        e = str(pyentry._ITEMSIZE[dtype])
+        # Both operands as matrices: a vector is a row of a, a column of b.
+        A = (a.dims[0], a.dims[1], a.strides[0], a.strides[1]) if len(a.dims) == 2 else \
+            ("1", a.dims[0], "0", a.strides[0])
+        B = (b.dims[0], b.dims[1], b.strides[0], b.strides[1]) if len(b.dims) == 2 else \
+            (b.dims[0], "1", b.strides[0], "0")
+        m, k, n = A[0], A[1], B[1]
+        f.require(f.eq(k, B[0]))
+        dims = ([m] if len(a.dims) == 2 else []) + ([n] if len(b.dims) == 2 else [])
+        out = self._allocate(step.out, dims)
+        empty = f.any_of([f.eq(m, "0"), f.eq(n, "0")])
+        tag = f.label("gemm")
+        work, skip, zero, call = f"{tag}_work", f"{tag}_done", f"{tag}_zero", f"{tag}_call"
+        f.raw(f"br i1 {empty}, label %{skip}, label %{work}")
+        f.start(work)
+        f.raw(f"br i1 {f.eq(k, '0')}, label %{zero}, label %{call}")
+        f.start(zero)
+        self._fill(out.data, f.mul(m, n), dtype, llvm._literal(0, dtype))
+        f.raw(f"br label %{skip}")
+        f.start(call)
+        a_row, a_ld_row, a_col, a_ld_col = self._layouts(A, e)
+        b_row, b_ld_row, b_col, b_ld_col = self._layouts(B, e)
+        f.require(f.all_of([f.any_of([a_row, a_col]), f.any_of([b_row, b_col])]))
+        lda = f.select(a_row, a_ld_row, a_ld_col)
+        ldb = f.select(b_row, b_ld_row, b_ld_col)
+        for v in (m, n, k, lda, ldb):
+            f.require(f(f"icmp sle i64 {v}, {_INT32_MAX}"))
+        ty = llvm.LLVM_TYPES[dtype]
+        args = []
+        for label, value, kind in (("tb", f(f"select i1 {b_row}, i8 78, i8 84"), "i8"),  # 'N' / 'T'
+                                   ("ta", f(f"select i1 {a_row}, i8 78, i8 84"), "i8"),
+                                   ("n", n, "i32"), ("m", m, "i32"), ("k", k, "i32"),
+                                   ("alpha", llvm._literal(1, dtype), ty), ("b", b.data, None),
+                                   ("ldb", ldb, "i32"), ("a", a.data, None), ("lda", lda, "i32"),
+                                   ("beta", llvm._literal(0, dtype), ty), ("c", out.data, None),
+                                   ("ldc", f.select(f.eq(n, "0"), "1", n), "i32")):
+            if kind is None:
+                args.append(value)
+                continue
+            cell = f.alloca(f"{tag}_{label}", kind)
+            if kind == "i32" and not value.isdigit():
+                value = f(f"trunc i64 {value} to i32")
+            f.raw(f"store {kind} {value}, ptr {cell}")
+            args.append(cell)
+        gemm = f.slot("sgemm" if dtype == "float32" else "dgemm")
+        text = f"call void {gemm}(" + ", ".join(f"ptr {x}" for x in args) + ")"
+        work_size = f.mul(f.mul(m, n), k)
+        self._maybe_without_gil(text, f(f"icmp sgt i64 {work_size}, {GEMM_GIL_RELEASE}"))
+        f.raw(f"br label %{skip}")
+        f.start(skip)
+
+    def _layouts(self, M, e):
+        """(row-major?, its leading dimension, column-major?, its leading dimension) of the
+        matrix M = (rows, cols, row stride, col stride) in elements of ``e`` bytes."""
+        f = self.f
+        r, c, s0, s1 = M
+
+        def lead(stride, other, count):
+            divisible = f(f"icmp eq i64 {f(f'srem i64 {stride}, {e}')}, 0")
+            wide = f(f"icmp sge i64 {stride}, {f.mul(other, e)}")
+            return f.all_of([divisible, wide]), f(f"sdiv i64 {stride}, {e}")
+
+        row_ok, row_ld = lead(s0, c, r)
+        row = f.all_of([f.any_of([f.eq(c, "1"), f.eq(s1, e)]), f.any_of([f.eq(r, "1"), row_ok])])
+        row_ld = f.select(f.eq(r, "1"), f.select(f.eq(c, "0"), "1", c), row_ld)
+        col_ok, col_ld = lead(s1, r, c)
+        col = f.all_of([f.any_of([f.eq(r, "1"), f.eq(s0, e)]), f.any_of([f.eq(c, "1"), col_ok])])
+        col_ld = f.select(f.eq(c, "1"), f.select(f.eq(r, "0"), "1", r), col_ld)
+        return row, row_ld, col, col_ld
+
+    # ---- views ----------------------------------------------------------------------------
+    def _DimShuffle(self, step):
+        f, v = self.f, self.views[step.src]
+        kept = [d for d in step.order if d != "x"]
+        f.require(f.all_of([f.eq(n, "1") for d, n in enumerate(v.dims) if d not in kept]))
+        dims = ["1" if d == "x" else v.dims[d] for d in step.order]
+        strides = ["0" if d == "x" else v.strides[d] for d in step.order]
+        self.views[step.out] = _View(v.data, dims, strides)
+
+    def _SumToShape(self, step):
+        f = self.f
+        v, like = self.views[step.src], self.views[step.like]
+        f.require(f.all_of([f.eq(a, b) for a, b in zip(v.dims, like.dims)]))
+        self.views[step.out] = _View(v.data, like.dims, v.strides)
+
+    def _ShapeOf(self, step):
+        f = self.f
+        v = self.views[step.src]
+        data = f.store_array(f"shapeof{step.out}", "i64", v.dims or ["0"])
+        self.views[step.out] = _View(data, [str(len(v.dims))], ["8"])
+        self.contiguous[step.out] = "true"
+
+    def _scalar(self, b) -> str:
+        """The integer value of the 0-d buffer ``b`` as i64."""
+        f = self.f
+        dtype = self.s.buffers[b].dtype
+        ty = llvm.LLVM_TYPES[dtype]
+        value = f(f"load {ty}, ptr {self.views[b].data}")
+        if ty == "i64":
+            return value
+        return f(f"{'zext' if dtype.startswith('uint') or dtype == 'bool' else 'sext'} {ty} {value} to i64")
+
+    def _Index(self, step):
+        f = self.f
+        v = self.views[step.src]
+        data, dims, strides, d = v.data, [], [], 0
+        for item in step.items:
+            if item[0] == "n":
+                dims.append("1")
+                strides.append("0")
+                continue
+            n, st = v.dims[d], v.strides[d]
+            d += 1
+            if item[0] == "i":
+                i = self._scalar(item[1])
+                i = f.select(f(f"icmp slt i64 {i}, 0"), f(f"add i64 {i}, {n}"), i)
+                f.require(f.all_of([f(f"icmp sge i64 {i}, 0"), f(f"icmp slt i64 {i}, {n}")]))
+                data = f(f"getelementptr i8, ptr {data}, i64 {f.mul(i, st)}")
+                continue
+            start, length, step_ = self._slice(n, *[None if p is None else self._scalar(p) for p in item[1:]])
+            data = f(f"getelementptr i8, ptr {data}, i64 {f.mul(start, st)}")
+            dims.append(length)
+            strides.append(f.mul(st, step_))
+        dims += v.dims[d:]
+        strides += v.strides[d:]
+        self.views[step.out] = _View(data, dims, strides)
+
+    def _slice(self, n, start, stop, step):
+        """(first index, length, step) of ``slice(start, stop, step)`` over ``n`` elements,
+        as Python computes them; a zero step bails."""
+        f = self.f
+        step = step or "1"
+        f.require(f(f"icmp ne i64 {step}, 0"))
+        neg = f(f"icmp slt i64 {step}, 0")
+        n1 = f(f"sub i64 {n}, 1")
+
+        def adjust(value, default_pos, default_neg):
+            if value is None:
+                return f.select(neg, default_neg, default_pos)
+            below = f(f"icmp slt i64 {value}, 0")
+            shifted = f.select(below, f(f"add i64 {value}, {n}"), value)
+            low = f(f"icmp slt i64 {shifted}, 0")
+            high = f(f"icmp sge i64 {shifted}, {n}")
+            shifted = f.select(low, f.select(neg, "-1", "0"), shifted)
+            return f.select(high, f.select(neg, n1, n), shifted)
+
+        start = adjust(start, "0", n1)
+        stop = adjust(stop, n, "-1")
+        # ascending: (stop - start - 1) // step + 1 if start < stop; descending mirrored
+        def count(hi, lo, stride):  # (hi - lo - 1) // stride + 1
+            gap = f(f"sub i64 {f(f'sub i64 {hi}, {lo}')}, 1")
+            return f(f"add i64 {f(f'sdiv i64 {gap}, {stride}')}, 1")
+
+        up = count(stop, start, step)
+        down = count(start, stop, f(f"sub i64 0, {step}"))
+        up = f.select(f(f"icmp slt i64 {start}, {stop}"), up, "0")
+        down = f.select(f(f"icmp slt i64 {stop}, {start}"), down, "0")
+        return start, f.select(neg, down, up), step
+
+    # ---- the end --------------------------------------------------------------------------
+    def _return(self):
+        f, s = self.f, self.s
+        tup = f(f"call ptr {f.slot('PyTuple_New')}(i64 {len(s.results)})")
+        failed = f(f"icmp eq ptr {tup}, null")
+        ok, clear = f.label("tuple"), f.label("notuple")
+        f.raw(f"br i1 {failed}, label %{clear}, label %{ok}")
+        f.start(clear)
+        f.raw(f"call void {f.slot('PyErr_Clear')}()")
+        f.raw("br label %bail")
+        f.start(ok)
+        for k, b in enumerate(s.results):
+            obj = f(f"load ptr, ptr {self.owned[b][1]}")
+            f(f"call i32 {f.slot('PyTuple_SetItem')}(ptr {tup}, i64 {k}, ptr {obj})")  # steals obj
+        f.raw(f"ret ptr {tup}")
+
+    def _bail(self):
+        f = self.f
+        f.start("bail")
+        for b, (kind, cell) in self.owned.items():
+            p = f(f"load ptr, ptr {cell}")
+            if kind == "heap":
+                f.raw(f"call void @free(ptr {p})")
+            else:
+                f.raw(f"call void {f.slot('Py_DecRef')}(ptr {p})")  # NULL-safe
+        sentinel = f.slot("NotImplemented")
+        f.raw(f"call void {f.slot('Py_IncRef')}(ptr {sentinel})")
+        f.raw(f"ret ptr {sentinel}")
+
+
+def _identity_literal(kind, dtype) -> str:
+    if dtype == "bool":
+        return "1" if kind in ("all", "prod") else "0"
+    if kind in ("sum", "any"):
+        value = 0
+    elif kind in ("prod", "all"):
+        value = 1
+    elif dtype.startswith("float"):
+        value = -np.inf if kind == "max" else np.inf
+    else:
+        info = np.iinfo(dtype)
+        value = int(info.min if kind == "max" else info.max)
+    return llvm._literal(value, dtype)
+
+
+DECLARATIONS = ("declare ptr @malloc(i64)", "declare void @free(ptr)")
+
+
+# ---- building the builtin --------------------------------------------------------------------
+
+def _blas_address(name: str) -> int:
+    from scipy.linalg import cython_blas
+    capsule = cython_blas.__pyx_capi__[name]
+    get_name = ctypes.pythonapi.PyCapsule_GetName
+    get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    get_pointer.restype, get_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    return get_pointer(capsule, get_name(capsule))
+
+
+def make_entry(address: int, table_names, constants: dict, name: str, doc: str = ""):
+    """The builtin ``name(*arrays) -> tuple | NotImplemented`` running the entry compiled at
+    ``address``; ``constants`` maps the table's constant keys to their arrays."""
+    if pyentry.LAYOUT is None:
+        raise RuntimeError(f"native entries are unavailable here: {pyentry.PROBE_ERROR}")
+    struct = type("ScheduleEntryData", (ctypes.Structure,), {
+        "_fields_": [("method", pyentry._PyMethodDef),
+                     ("table", ctypes.c_void_p * max(len(table_names), 1))]})
+    data = struct()
+    data.method.ml_name = name.encode()
+    data.method.ml_meth = address
+    data.method.ml_flags = pyentry.METH_FASTCALL
+    data.method.ml_doc = doc.encode()
+    keep = []
+    for k, slot in enumerate(table_names):
+        if slot.startswith("descr:"):
+            descr = np.dtype(slot[6:])
+            keep.append(descr)
+            data.table[k] = id(descr)
+        elif slot.startswith("const:"):
+            array = constants[slot]
+            keep.append(array)
+            data.table[k] = array.ctypes.data
+        elif slot in ("sgemm", "dgemm"):
+            data.table[k] = _blas_address(slot)
+        elif slot == "ndarray":
+            data.table[k] = id(np.ndarray)
+        elif slot == "NotImplemented":
+            data.table[k] = id(NotImplemented)
+        elif slot == "PyArray_Empty":
+            data.table[k] = pyentry.LAYOUT["PyArray_Empty"]
+        else:
+            data.table[k] = pyentry._address(slot)
+    data.keep = keep
+    new = ctypes.pythonapi.PyCFunction_NewEx
+    new.restype, new.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.py_object, ctypes.c_void_p]
+    return new(ctypes.addressof(data.method), data, None)

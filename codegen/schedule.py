@@ -1,0 +1,158 @@
+"""The schedule IR: everything one compiled function does, in order, as one native entry.
+
+A ``Schedule`` names buffers (``Buffer``: dtype, rank, static sizes) and a
+straight-line list of steps over them. The entry that runs it takes the
+function's inputs (arguments, then shared values) as arrays, checks them,
+runs every step and returns its results as fresh arrays. Buffers are
+described to the back end by a data pointer plus, per dimension, a size and a
+byte stride, so views (``DimShuffle``, ``Index``, an identity ``SumToShape``)
+cost no copy: they only compute new sizes and strides.
+
+A step that finds something the fast path does not handle (shapes that do not
+broadcast, an index out of range, a layout BLAS cannot read, an allocation
+that fails) makes the whole call *bail*: it releases what it allocated and
+returns ``NotImplemented``, and the caller reruns the call on the node-by-node
+path, which raises the full error. No step writes into an argument, so a
+bailed call leaves no trace.
+
+Memory: a buffer computed inside the entry lives from the step that writes it
+to its last reader; results are allocated as NumPy arrays, other buffers on
+the heap, small fixed-size ones on the stack. Freed memory is reused by later
+steps through the allocator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """A tensor the schedule reads or writes: ``dtype``, ``ndim``, static sizes (int or None)."""
+
+    dtype: str
+    ndim: int
+    shape: tuple
+
+
+@dataclass(frozen=True)
+class Elementwise:
+    """``outputs = kernel(inputs)`` over the inputs' broadcast shape (NumPy rules).
+
+    ``hoisted[k]``: the kernel reads input k once per row (its static last size
+    is 1), so the call is never flattened to one dimension for it."""
+
+    kernel: str
+    inputs: tuple
+    outputs: tuple
+    hoisted: tuple
+
+
+@dataclass(frozen=True)
+class Reduce:
+    """``output = reduce_kind over axes of kernel(inputs)``; the kernel's contract is
+    ``ir.ReduceKernel``'s (the output starts at the identity of ``kind``)."""
+
+    kernel: str
+    inputs: tuple
+    output: int
+    axes: tuple
+    kind: str
+
+
+@dataclass(frozen=True)
+class Gemm:
+    """``out = a @ b`` for float32/float64 vectors and matrices (``numpy.dot`` on ranks 1-2),
+    through the BLAS ``gemm`` SciPy ships."""
+
+    a: int
+    b: int
+    out: int
+
+
+@dataclass(frozen=True)
+class DimShuffle:
+    """``out`` is a view of ``src``: ``order`` lists source dimensions and ``'x'`` for new
+    size-1 dimensions; source dimensions left out have size 1."""
+
+    src: int
+    out: int
+    order: tuple
+
+
+@dataclass(frozen=True)
+class SumToShape:
+    """``out`` is ``src`` summed to ``like``'s shape; the fast path handles only equal shapes
+    (a view) and bails otherwise."""
+
+    src: int
+    like: int
+    out: int
+
+
+@dataclass(frozen=True)
+class ShapeOf:
+    """``out`` (an int64 vector) holds the sizes of ``src``."""
+
+    src: int
+    out: int
+
+
+@dataclass(frozen=True)
+class Index:
+    """``out`` is the view ``src[items]`` for basic indices. Items, one per index entry:
+    ``("i", slot)`` an integer (a 0-d buffer), ``("s", start, stop, step)`` a slice whose
+    parts are 0-d buffers or None, ``("n",)`` a new axis. Out-of-range integers bail."""
+
+    src: int
+    out: int
+    items: tuple
+
+
+STEP_TYPES = (Elementwise, Reduce, Gemm, DimShuffle, SumToShape, ShapeOf, Index)
+#: steps whose output is a view of (shares memory with) their first input
+VIEW_STEPS = (DimShuffle, SumToShape, Index)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One compiled function: ``args`` are the buffers bound to the entry's arguments in
+    order, ``constants`` ``(buffer, key)`` pairs bound to constant arrays the caller
+    supplies, ``steps`` run in order, ``results`` are returned (each written by an
+    allocating step, each distinct)."""
+
+    buffers: tuple
+    args: tuple
+    constants: tuple
+    steps: tuple
+    results: tuple
+
+    def writer(self) -> dict:
+        """buffer -> the index of the step that writes it."""
+        out = {}
+        for k, step in enumerate(self.steps):
+            for b in written(step):
+                out[b] = k
+        return out
+
+
+def read(step) -> list:
+    """The buffers ``step`` reads."""
+    if isinstance(step, (Elementwise, Reduce)):
+        return list(step.inputs)
+    if isinstance(step, Gemm):
+        return [step.a, step.b]
+    if isinstance(step, SumToShape):
+        return [step.src, step.like]
+    if isinstance(step, Index):
+        return [step.src] + [p for item in step.items for p in item[1:] if p is not None]
+    return [step.src]
+
+
+def written(step) -> list:
+    """The buffers ``step`` writes (or defines, for a view)."""
+    if isinstance(step, Elementwise):
+        return list(step.outputs)
+    if isinstance(step, Reduce):
+        return [step.output]
+    return [step.out]

@@ -1,0 +1,137 @@
+"""From a rewritten graph and its planned kernels to a ``Schedule`` (see codegen/schedule.py).
+
+Every node must map to a schedule step: a planned kernel (elementwise or
+reduction), a BLAS product, or a view (DimShuffle, SumTo of equal shapes,
+basic indexing, Shape). A graph with any other node gets no schedule and runs
+node by node; ``build_schedule`` says which node stopped it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from theanine.codegen import lower
+from theanine.codegen import schedule as S
+from theanine.codegen.ir import ReduceKernel
+from theanine.graph.basic import Constant
+from theanine.tensor.elemwise import DimShuffle, SumTo
+from theanine.tensor.math import Dot
+from theanine.tensor.shape import Shape
+from theanine.tensor.subtensor import Subtensor
+
+#: dtypes a schedule can hold (those the native kernels read and write)
+DTYPES = ("bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
+          "float32", "float64")
+
+
+class NotSchedulable(Exception):
+    """The graph has a node no schedule step expresses; the message names it."""
+
+
+class _Builder:
+    def __init__(self, planned_by_node, next_kernel):
+        self.buffers, self.index = [], {}
+        self.steps, self.constants, self.arrays = [], [], {}
+        self.planned = planned_by_node
+        self.extra_kernels = []
+        self.next_kernel = next_kernel
+
+    def buffer(self, var) -> int:
+        if var not in self.index:
+            dtype = getattr(var.type, "dtype", None)
+            if dtype not in DTYPES:
+                raise NotSchedulable(f"{var} has dtype {dtype}, which schedules do not hold")
+            shape = var.type.shape
+            if isinstance(var, Constant):
+                array = np.array(var.data, dtype=dtype, order="C")  # keeps 0-d arrays 0-d
+                shape = array.shape
+                key = f"const:{len(self.constants)}"
+                self.arrays[key] = array
+                self.constants.append((len(self.buffers), key))
+            self.index[var] = len(self.buffers)
+            self.buffers.append(S.Buffer(dtype, len(shape), tuple(shape)))
+        return self.index[var]
+
+    def new_buffer(self, like: int) -> int:
+        self.buffers.append(self.buffers[like])
+        return len(self.buffers) - 1
+
+    def node(self, node):
+        op = node.op
+        p = self.planned.get(node)
+        ins = [self.buffer(v) for v in node.inputs]
+        outs = [self.buffer(v) for v in node.outputs]
+        if p is not None:
+            if isinstance(p.kernel, ReduceKernel):
+                if node.outputs[0].ndim != node.inputs[0].ndim - len(p.kernel.axes):
+                    raise NotSchedulable(f"{op} keeps reduced dimensions")
+                step = S.Reduce(p.kernel.name, tuple(ins), outs[0], tuple(p.kernel.axes), p.kernel.kind)
+            else:
+                step = S.Elementwise(p.kernel.name, tuple(ins), tuple(outs), tuple(p.inner_broadcast))
+        elif isinstance(op, Dot):
+            a, b = node.inputs
+            if {a.dtype, b.dtype, node.outputs[0].dtype} - {"float32"} and \
+                    {a.dtype, b.dtype, node.outputs[0].dtype} - {"float64"}:
+                raise NotSchedulable(f"{op} on {a.dtype} and {b.dtype} does not go through BLAS")
+            if a.ndim not in (1, 2) or b.ndim not in (1, 2):
+                raise NotSchedulable(f"{op} of ranks {a.ndim} and {b.ndim}")
+            step = S.Gemm(ins[0], ins[1], outs[0])
+        elif isinstance(op, DimShuffle):
+            step = S.DimShuffle(ins[0], outs[0], tuple(op.new_order))
+        elif isinstance(op, SumTo):
+            step = S.SumToShape(ins[0], ins[1], outs[0])
+        elif isinstance(op, Shape):
+            step = S.ShapeOf(ins[0], outs[0])
+        elif isinstance(op, Subtensor) and not op.is_advanced and \
+                all(e[0] in ("i", "s", "n") for e in op.idx_list):
+            values = iter(ins[1:])
+            items = []
+            for e in op.idx_list:
+                if e[0] == "s":
+                    items.append(("s",) + tuple(next(values) if present else None for present in e[1:]))
+                elif e[0] == "i":
+                    items.append(("i", next(values)))
+                else:
+                    items.append(("n",))
+            step = S.Index(ins[0], outs[0], tuple(items))
+        else:
+            raise NotSchedulable(f"{op} has no schedule step")
+        self.steps.append(step)
+
+    def copy_of(self, b: int) -> int:
+        """A step copying buffer ``b`` into a fresh one, whose index is returned."""
+        buf = self.buffers[b]
+        name = f"__KERNEL{self.next_kernel + len(self.extra_kernels)}__"
+        shape = (None,) * buf.ndim
+        kernel, inner = lower.elementwise_kernel(name, lower.identity_program(buf.dtype), [shape], shape)
+        self.extra_kernels.append((kernel, inner))
+        c = self.new_buffer(b)
+        self.steps.append(S.Elementwise(name, (b,), (c,), (False,)))
+        return c
+
+
+_ALLOCATING = (S.Elementwise, S.Reduce, S.Gemm)
+
+
+def build_schedule(fgraph, planned):
+    """(Schedule, constant arrays by table key, extra copy kernels, indices of the outputs
+    that are copies) for ``fgraph`` whose kernels are ``planned`` (named ``__KERNEL{k}__``
+    in order); raises NotSchedulable. An output that is not freshly computed (an input,
+    a constant, a view, a repeated output) is copied, so results never alias."""
+    b = _Builder({p.node: p for p in planned}, len(planned))
+    args = tuple(b.buffer(v) for v in fgraph.inputs)
+    for node in fgraph.toposort():
+        b.node(node)
+    writers = {}
+    for step in b.steps:
+        for out in S.written(step):
+            writers[out] = step
+    results, copied = [], []
+    for k, var in enumerate(fgraph.outputs):
+        r = b.buffer(var)
+        if not isinstance(writers.get(r), _ALLOCATING) or r in results:
+            r = b.copy_of(r)
+            copied.append(k)
+        results.append(r)
+    schedule = S.Schedule(tuple(b.buffers), args, tuple(b.constants), tuple(b.steps), tuple(results))
+    return schedule, b.arrays, b.extra_kernels, copied
