@@ -12,10 +12,13 @@ from theanine.compile.sharedvalue import SharedVariable, shared
 from theanine.gradient import Lop, Rop, grad, hessian, jacobian, verify_grad
 from theanine.graph.traversal import clone_replace
 from theanine import printing  # noqa: F401
+from theanine import scan_module  # noqa: F401
+from theanine.scan_module import foldl, foldr, map, reduce, scan, scan_checkpoints  # noqa: A004
 
 clone = clone_replace
 __version__ = "0.1.0"
 
 __all__ = ["config", "Apply", "Constant", "Op", "Variable", "Function", "In", "Out", "function",
            "SharedVariable", "shared", "grad", "Lop", "Rop", "jacobian", "hessian", "verify_grad",
-           "clone_replace", "tensor", "printing"]
+           "clone_replace", "tensor", "printing", "scan", "map", "reduce", "foldl", "foldr",
+           "scan_checkpoints", "scan_module"]

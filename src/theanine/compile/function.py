@@ -174,6 +174,11 @@ class Function:
             from theanine.compile.native import NativeProgram
             self._native = NativeProgram(self.graph, target=mode)
             thunks = self._native.thunks
+        thunks = dict(thunks or {})
+        for node in self.graph.toposort():  # ops holding inner graphs compile them for this mode
+            make_thunk = getattr(node.op, "make_thunk", None)
+            if make_thunk is not None and node not in thunks:
+                thunks[node] = make_thunk(node, mode)
         self._runner = GraphRunner(self.graph.inputs, self.graph.outputs, self.graph.toposort(), thunks)
         self._n_args = len(self._ins)
         self._entry = self._native.entry if self._native is not None else None

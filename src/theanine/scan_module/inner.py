@@ -1,0 +1,47 @@
+"""Compiling a Scan's step graph for a mode: rewritten, and lowered to native kernels
+where the mode has them, exactly as ``theanine.function`` does for a whole graph."""
+
+from __future__ import annotations
+
+from theanine.compile.executor import GraphRunner
+from theanine.graph.fg import FunctionGraph
+from theanine.graph.traversal import clone_graph
+from theanine.rewriting import NATIVE_MODES, rewrite_graph
+
+
+class StepFunction:
+    """A compiled step: call it with one value per inner input; it returns the inner outputs.
+
+    ``graph`` is the rewritten step graph, ``program`` its native kernels (None in
+    the reference modes).
+    """
+
+    def __init__(self, fgraph, mode):
+        ins, outs, _ = clone_graph(fgraph.inputs, fgraph.outputs, copy_inputs=True)
+        self.mode = mode
+        self.graph = FunctionGraph(ins, outs)
+        rewrite_graph(self.graph, mode)
+        self.program = None
+        thunks = {}
+        if mode in NATIVE_MODES:
+            from theanine.compile.native import NativeProgram
+            self.program = NativeProgram(self.graph, target=mode)
+            thunks.update(self.program.thunks)
+        for node in self.graph.toposort():  # loops nested in the step run in its mode
+            make_thunk = getattr(node.op, "make_thunk", None)
+            if make_thunk is not None and node not in thunks:
+                thunks[node] = make_thunk(node, mode)
+        self._runner = GraphRunner(self.graph.inputs, self.graph.outputs, self.graph.toposort(), thunks)
+
+    def __call__(self, *values):
+        return self._runner(*values)
+
+    @property
+    def fallbacks(self) -> list:
+        """The step's nodes that run through their Python ``perform``."""
+        return self.graph.toposort() if self.program is None else list(self.program.fallbacks)
+
+
+def compile_step(fgraph, mode) -> StepFunction:
+    """The step graph ``fgraph`` compiled for ``mode`` ('py', 'llvm', 'c' or 'FAST_COMPILE')."""
+    return StepFunction(fgraph, mode)
