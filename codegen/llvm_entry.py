@@ -23,8 +23,7 @@ import numpy as np
 
 from theanine.codegen import llvm
 from theanine.codegen import pyentry
-from theanine.codegen.schedule import (VIEW_STEPS, DimShuffle, Elementwise, Gemm, Index, Reduce,
-                                       ShapeOf, SumToShape, read, written)
+from theanine.codegen.schedule import VIEW_STEPS, Reshape, read, written
 
 #: buffers of at most this many bytes with static sizes live on the entry's stack
 STACK_BYTES = 256
@@ -158,13 +157,19 @@ class _Renderer:
                 last[self.root[b]] = k
             out = written(step)
             for b in out:
-                self.root[b] = self.root[step.src] if isinstance(step, VIEW_STEPS) else b
+                aliases = isinstance(step, VIEW_STEPS + (Reshape,))
+                self.root[b] = self.root[step.src] if aliases else b
                 last.setdefault(self.root[b], k)
         keep = set(s.args) | {b for b, _ in s.constants} | set(s.results)
         self.frees = [[] for _ in s.steps]
         for b, k in last.items():
             if b not in keep and self._storage(b) == "heap":
                 self.frees[k].append(b)
+        # a Reshape's copy (made when its source is not contiguous) lives as long as its root
+        self.copy_frees = [[] for _ in s.steps]
+        for k, step in enumerate(s.steps):
+            if isinstance(step, Reshape):
+                self.copy_frees[last[self.root[step.out]]].append(step.out)
 
     def _storage(self, b) -> str:
         if b in self.s.results:
@@ -190,6 +195,11 @@ class _Renderer:
                 cell = f.alloca(f"owned{b}", "ptr")
                 f.raw(f"store ptr null, ptr {cell}")
                 self.owned[b] = (kind, cell)
+        self.copy_cells = {}
+        for step in s.steps:
+            if isinstance(step, Reshape):
+                cell = self.copy_cells[step.out] = f.alloca(f"copy{step.out}", "ptr")
+                f.raw(f"store ptr null, ptr {cell}")
         f.require(f(f"icmp eq i64 %nargs, {len(s.args)}"))
         for k, b in enumerate(s.args):
             self._argument(k, b)
@@ -197,8 +207,8 @@ class _Renderer:
             self._constant(b, key)
         for k, step in enumerate(s.steps):
             getattr(self, "_" + type(step).__name__)(step)
-            for b in self.frees[k]:
-                cell = self.owned[b][1]
+            cells = [self.owned[b][1] for b in self.frees[k]] + [self.copy_cells[b] for b in self.copy_frees[k]]
+            for cell in cells:
                 f.raw(f"call void @free(ptr {f(f'load ptr, ptr {cell}')})")
                 f.raw(f"store ptr null, ptr {cell}")
         self._return()
@@ -570,6 +580,130 @@ class _Renderer:
         down = f.select(f(f"icmp slt i64 {stop}, {start}"), down, "0")
         return start, f.select(neg, down, up), step
 
+    def _copy(self, kernel, src, dims, dst):
+        """Copy ``src`` (a view broadcast to ``dims``) into the C-contiguous view ``dst``."""
+        f = self.f
+        D = len(dims)
+        rows = [[], dst.strides if D else ["0"]]
+        for d in range(D):
+            i = len(src.dims) - (D - d)
+            rows[0].append("0" if i < 0 else f.select(f.eq(src.dims[i], "1"), "0", src.strides[i]))
+        total = "1"
+        for n in dims:
+            total = f.mul(total, n)
+        self._call(kernel, dims or ["1"], [src.data, dst.data], [rows[0] or ["0"], rows[1]], total)
+
+    def _Fill(self, step):
+        f = self.f
+        dims = [self._scalar(b) for b in step.dims]
+        f.require(f.all_of([f(f"icmp sge i64 {n}, 0") for n in dims]))
+        value = self.views[step.value]
+        for d, n in enumerate(value.dims):
+            target = dims[len(dims) - len(value.dims) + d]
+            f.require(f.any_of([f.eq(n, "1"), f.eq(n, target)]))
+        out = self._allocate(step.out, dims)
+        self._copy(step.kernel, value, dims, out)
+
+    def _MakeVector(self, step):
+        f = self.f
+        ty = llvm.LLVM_TYPES[self.s.buffers[step.out].dtype]
+        out = self._allocate(step.out, [str(len(step.items))])
+        for k, b in enumerate(step.items):
+            v = self._scalar(b)
+            if ty != "i64":
+                v = f(f"trunc i64 {v} to {ty}")
+            f.raw(f"store {ty} {v}, ptr {f(f'getelementptr {ty}, ptr {out.data}, i64 {k}')}")
+
+    def _Reshape(self, step):
+        f = self.f
+        v = self.views[step.src]
+        n_out = self.s.buffers[step.out].ndim
+        shape = self.views[step.shape]
+        ty = llvm.LLVM_TYPES[self.s.buffers[step.shape].dtype]
+        entries = []
+        for k in range(n_out):
+            e = f(f"load {ty}, ptr {f(f'getelementptr {ty}, ptr {shape.data}, i64 {k}')}")
+            entries.append(e if ty == "i64" else f(f"sext {ty} {e} to i64"))
+        total = "1"
+        for n in v.dims:
+            total = f.mul(total, n)
+        free = [f(f"icmp eq i64 {e}, -1") for e in entries]
+        known = "1"
+        for e, is_free in zip(entries, free):
+            f.require(f(f"icmp sge i64 {e}, -1"))
+            known = f.mul(known, f.select(is_free, "1", e))
+        n_free = "0"
+        for is_free in free:
+            n_free = f(f"add i64 {n_free}, {f(f'zext i1 {is_free} to i64')}")
+        f.require(f(f"icmp ule i64 {n_free}, 1"))
+        # the free entry takes total / known (a zero-sized known part needs a zero total)
+        safe = f.select(f.eq(known, "0"), "1", known)
+        rest = f(f"sdiv i64 {total}, {safe}")
+        dims = [f.select(is_free, rest, e) for e, is_free in zip(entries, free)]
+        size = "1"
+        for n in dims:
+            size = f.mul(size, n)
+        f.require(f.eq(size, total))
+        contiguous = self._is_contiguous(step.src)
+        tag = f.label("reshape")
+        f.raw(f"br i1 {contiguous}, label %{tag}_view, label %{tag}_copy")
+        f.start(f"{tag}_copy")
+        itemsize = pyentry._ITEMSIZE[self.s.buffers[step.src].dtype]
+        nbytes = f.mul(total, str(itemsize))
+        data = f(f"call ptr @malloc(i64 {f(f'add i64 {nbytes}, 1')})")
+        f.require(f(f"icmp ne ptr {data}, null"))
+        f.raw(f"store ptr {data}, ptr {self.copy_cells[step.out]}")
+        strides, st = [], str(itemsize)
+        for n in reversed(v.dims):
+            strides.insert(0, st)
+            st = f.mul(st, n)
+        self._copy(step.kernel, v, v.dims, _View(data, v.dims, strides))
+        copied_block = f.block
+        f.raw(f"br label %{tag}_done")
+        f.start(f"{tag}_view")
+        f.raw(f"br label %{tag}_done")
+        f.start(f"{tag}_done")
+        base = f(f"phi ptr [{v.data}, %{tag}_view], [{data}, %{copied_block}]")
+        out_strides, st = [], str(itemsize)
+        for n in reversed(dims):
+            out_strides.insert(0, st)
+            st = f.mul(st, n)
+        self.views[step.out] = _View(base, dims, out_strides)
+        self.contiguous[step.out] = "true"
+
+    def _SpecifyShape(self, step):
+        f = self.f
+        v = self.views[step.src]
+        f.require(f.all_of([f.eq(n, str(want)) for n, want in zip(v.dims, step.shape) if want is not None]))
+        self.views[step.out] = _View(v.data, [str(w) if w is not None else n for n, w in zip(v.dims, step.shape)],
+                                     v.strides)
+
+    def _ARange(self, step):
+        f = self.f
+        start, stop, st = (self._scalar(b) for b in (step.start, step.stop, step.step))
+        f.require(f(f"icmp ne i64 {st}, 0"))
+        # length = ceil((stop - start) / step), at least 0
+        span = f(f"sub i64 {stop}, {start}")
+        toward = f(f"sub i64 {st}, {f.select(f(f'icmp sgt i64 {st}, 0'), '1', '-1')}")
+        length = f(f"sdiv i64 {f(f'add i64 {span}, {toward}')}, {st}")
+        length = f.select(f(f"icmp slt i64 {length}, 0"), "0", length)
+        out = self._allocate(step.out, [length])
+        ty = llvm.LLVM_TYPES[self.s.buffers[step.out].dtype]
+        head, body, done = f.label("arange"), f.label("arange_body"), f.label("aranged")
+        before = f.block
+        f.raw(f"br label %{head}")
+        f.start(head)
+        i = f(f"phi i64 [0, %{before}], [%{head}_next, %{body}]")
+        f.raw(f"br i1 {f(f'icmp slt i64 {i}, {length}')}, label %{body}, label %{done}")
+        f.start(body)
+        value = f(f"add i64 {start}, {f(f'mul i64 {i}, {st}')}")
+        if ty != "i64":
+            value = f(f"trunc i64 {value} to {ty}")
+        f.raw(f"store {ty} {value}, ptr {f(f'getelementptr {ty}, ptr {out.data}, i64 {i}')}")
+        f.raw(f"%{head}_next = add i64 {i}, 1")
+        f.raw(f"br label %{head}")
+        f.start(done)
+
     # ---- the end --------------------------------------------------------------------------
     def _return(self):
         f, s = self.f, self.s
@@ -595,6 +729,8 @@ class _Renderer:
                 f.raw(f"call void @free(ptr {p})")
             else:
                 f.raw(f"call void {f.slot('Py_DecRef')}(ptr {p})")  # NULL-safe
+        for cell in self.copy_cells.values():
+            f.raw(f"call void @free(ptr {f(f'load ptr, ptr {cell}')})")
         sentinel = f.slot("NotImplemented")
         f.raw(f"call void {f.slot('Py_IncRef')}(ptr {sentinel})")
         f.raw(f"ret ptr {sentinel}")

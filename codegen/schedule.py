@@ -109,9 +109,60 @@ class Index:
     items: tuple
 
 
-STEP_TYPES = (Elementwise, Reduce, Gemm, DimShuffle, SumToShape, ShapeOf, Index)
+@dataclass(frozen=True)
+class Fill:
+    """``out`` of sizes ``dims`` (0-d integer buffers) holds ``value`` broadcast to them, copied
+    by ``kernel`` (an element copy). Negative sizes and values that do not broadcast bail."""
+
+    kernel: str
+    value: int
+    dims: tuple
+    out: int
+
+
+@dataclass(frozen=True)
+class MakeVector:
+    """``out`` (an integer vector) holds the 0-d integer buffers ``items``."""
+
+    items: tuple
+    out: int
+
+
+@dataclass(frozen=True)
+class Reshape:
+    """``out`` is ``src`` in C order with the sizes in ``shape`` (an integer vector; one entry
+    may be -1): a view of ``src`` when it is C-contiguous, else a copy made by ``kernel``.
+    Sizes that do not match bail."""
+
+    kernel: str
+    src: int
+    shape: int
+    out: int
+
+
+@dataclass(frozen=True)
+class SpecifyShape:
+    """``out`` is ``src`` after checking its sizes against ``shape`` (ints, or None: free)."""
+
+    src: int
+    out: int
+    shape: tuple
+
+
+@dataclass(frozen=True)
+class ARange:
+    """``out`` = arange(start, stop, step) of the integer buffers given (0-d); step 0 bails."""
+
+    start: int
+    stop: int
+    step: int
+    out: int
+
+
+STEP_TYPES = (Elementwise, Reduce, Gemm, DimShuffle, SumToShape, ShapeOf, Index, Fill, MakeVector,
+              Reshape, SpecifyShape, ARange)
 #: steps whose output is a view of (shares memory with) their first input
-VIEW_STEPS = (DimShuffle, SumToShape, Index)
+VIEW_STEPS = (DimShuffle, SumToShape, Index, SpecifyShape)
 
 
 @dataclass(frozen=True)
@@ -146,6 +197,14 @@ def read(step) -> list:
         return [step.src, step.like]
     if isinstance(step, Index):
         return [step.src] + [p for item in step.items for p in item[1:] if p is not None]
+    if isinstance(step, Fill):
+        return [step.value, *step.dims]
+    if isinstance(step, MakeVector):
+        return list(step.items)
+    if isinstance(step, Reshape):
+        return [step.src, step.shape]
+    if isinstance(step, ARange):
+        return [step.start, step.stop, step.step]
     return [step.src]
 
 

@@ -237,3 +237,45 @@ def test_source_shows_the_entry():
     text = f.source("llvm")
     assert "_entry(ptr %self, ptr %args, i64 %nargs)" in text
     assert "@malloc" not in text or "declare ptr @malloc" in text
+
+
+@pytest.mark.parametrize("layout", ["c", "transposed", "strided"])
+@pytest.mark.parametrize("shape", [(6, 4), (-1,), (3, -1, 2), (24, 1), (2, 2, 6)])
+def test_reshape_views_or_copies(rng, layout, shape):
+    x = T.dmatrix("x")
+    f = entry_only(compiled([x], T.reshape(x, shape) + 0.5))
+    base = rng.normal(size=(8, 12))
+    xv = {"c": base[:4, :6].copy(), "transposed": base[:6, :4].T, "strided": base[::2, ::2]}[layout]
+    np.testing.assert_array_equal(f(xv), xv.reshape(shape) + 0.5)
+
+
+def test_reshape_with_symbolic_sizes_and_errors(rng):
+    x, n = T.dmatrix("x"), T.lscalar("n")
+    f = compiled([x, n], T.reshape(x, (n, -1)) * 2)
+    calls = bails(f)
+    xv = rng.normal(size=(4, 6))
+    for nv in (1, 2, 3, 24):
+        np.testing.assert_array_equal(f(xv, np.array(nv)), xv.reshape(nv, -1) * 2)
+    assert calls.calls == 0
+    with pytest.raises(ValueError):
+        f(xv, np.array(5))
+    np.testing.assert_array_equal(f(np.zeros((0, 6)), np.array(3)), np.zeros((3, 0)))
+
+
+def test_alloc_arange_make_vector_specify_shape(rng):
+    v, n, m = T.dvector("v"), T.lscalar("n"), T.iscalar("m")
+    outs = [T.alloc(v, n, v.shape[0]) * 1, T.arange(n, m, 2) + 0, T.arange(m, n, -3) + 0,
+            T.stack([n, T.cast(m, "int64")]) + 0, T.zeros((n, 2)) + v[0],
+            T.specify_shape(v, (3,)) * 2, T.arange(0, n * 2, 2) + 0]
+    f = entry_only(compiled([v, n, m], outs))
+    vv = rng.normal(size=3)
+    got = f(vv, np.array(2), np.array(9, "int32"))
+    want = [np.broadcast_to(vv, (2, 3)), np.arange(2, 9, 2), np.arange(9, 2, -3), [2, 9],
+            np.zeros((2, 2)) + vv[0], vv * 2, [0, 2]]
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    f._runner.allow = True
+    with pytest.raises(ValueError):
+        f(vv, np.array(-1), np.array(9, "int32"))  # a negative size
+    with pytest.raises(ValueError):
+        f(rng.normal(size=4), np.array(2), np.array(9, "int32"))  # specify_shape

@@ -1,8 +1,9 @@
 """From a rewritten graph and its planned kernels to a ``Schedule`` (see codegen/schedule.py).
 
 Every node must map to a schedule step: a planned kernel (elementwise or
-reduction), a BLAS product, or a view (DimShuffle, SumTo of equal shapes,
-basic indexing, Shape). A graph with any other node gets no schedule and runs
+reduction), a BLAS product, a view (DimShuffle, SumTo of equal shapes, basic
+indexing, SpecifyShape, Reshape of a contiguous array), or a small generated
+loop (Shape, MakeVector, ARange and Alloc of integers and sizes). A graph with any other node gets no schedule and runs
 node by node; ``build_schedule`` says which node stopped it.
 """
 
@@ -14,10 +15,13 @@ from theanine.codegen import lower
 from theanine.codegen import schedule as S
 from theanine.codegen.ir import ReduceKernel
 from theanine.graph.basic import Constant
+from theanine.tensor.basic import Alloc, ARange
 from theanine.tensor.elemwise import DimShuffle, SumTo
 from theanine.tensor.math import Dot
-from theanine.tensor.shape import Shape
+from theanine.tensor.shape import MakeVector, Reshape, Shape, SpecifyShape
 from theanine.tensor.subtensor import Subtensor
+
+_INTS = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64")
 
 #: dtypes a schedule can hold (those the native kernels read and write)
 DTYPES = ("bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
@@ -34,6 +38,7 @@ class _Builder:
         self.steps, self.constants, self.arrays = [], [], {}
         self.planned = planned_by_node
         self.extra_kernels = []
+        self.copy_kernels = {}
         self.next_kernel = next_kernel
 
     def buffer(self, var) -> int:
@@ -94,19 +99,45 @@ class _Builder:
                 else:
                     items.append(("n",))
             step = S.Index(ins[0], outs[0], tuple(items))
+        elif isinstance(op, Alloc):
+            self._integers(node, node.inputs[1:])
+            step = S.Fill(self.copy_kernel(self.buffers[outs[0]]), ins[0], tuple(ins[1:]), outs[0])
+        elif isinstance(op, MakeVector) and op.dtype in _INTS:
+            self._integers(node, node.inputs)
+            step = S.MakeVector(tuple(ins), outs[0])
+        elif isinstance(op, Reshape):
+            self._integers(node, node.inputs[1:])
+            step = S.Reshape(self.copy_kernel(self.buffers[ins[0]]), ins[0], ins[1], outs[0])
+        elif isinstance(op, SpecifyShape):
+            step = S.SpecifyShape(ins[0], outs[0], tuple(op.shape))
+        elif isinstance(op, ARange) and op.dtype in _INTS:
+            self._integers(node, node.inputs)
+            step = S.ARange(*ins, outs[0])
         else:
             raise NotSchedulable(f"{op} has no schedule step")
         self.steps.append(step)
 
+    @staticmethod
+    def _integers(node, variables):
+        for v in variables:
+            if v.dtype not in _INTS:
+                raise NotSchedulable(f"{node.op} reads {v.dtype} where a schedule needs integers")
+
+    def copy_kernel(self, buf) -> str:
+        """The name of a kernel copying elements of ``buf``'s dtype and rank (one per pair)."""
+        key = (buf.dtype, buf.ndim)
+        if key not in self.copy_kernels:
+            name = f"__KERNEL{self.next_kernel + len(self.extra_kernels)}__"
+            shape = (None,) * buf.ndim
+            kernel, inner = lower.elementwise_kernel(name, lower.identity_program(buf.dtype), [shape], shape)
+            self.extra_kernels.append((kernel, inner))
+            self.copy_kernels[key] = name
+        return self.copy_kernels[key]
+
     def copy_of(self, b: int) -> int:
         """A step copying buffer ``b`` into a fresh one, whose index is returned."""
-        buf = self.buffers[b]
-        name = f"__KERNEL{self.next_kernel + len(self.extra_kernels)}__"
-        shape = (None,) * buf.ndim
-        kernel, inner = lower.elementwise_kernel(name, lower.identity_program(buf.dtype), [shape], shape)
-        self.extra_kernels.append((kernel, inner))
         c = self.new_buffer(b)
-        self.steps.append(S.Elementwise(name, (b,), (c,), (False,)))
+        self.steps.append(S.Elementwise(self.copy_kernel(self.buffers[b]), (b,), (c,), (False,)))
         return c
 
 
