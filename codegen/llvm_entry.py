@@ -21,8 +21,7 @@ import ctypes
 
 import numpy as np
 
-from theanine.codegen import llvm
-from theanine.codegen import pyentry
+from theanine.codegen import blas, llvm, pyentry
 from theanine.codegen.schedule import VIEW_STEPS, Reshape, read, written
 
 #: buffers of at most this many bytes with static sizes live on the entry's stack
@@ -446,22 +445,24 @@ class _Renderer:
         f.require(f.all_of([f.any_of([a_row, a_col]), f.any_of([b_row, b_col])]))
         lda = f.select(a_row, a_ld_row, a_ld_col)
         ldb = f.select(b_row, b_ld_row, b_ld_col)
-        for v in (m, n, k, lda, ldb):
-            f.require(f(f"icmp sle i64 {v}, {_INT32_MAX}"))
+        int_type = f"i{blas.int_bits()}"
+        if int_type == "i32":
+            for v in (m, n, k, lda, ldb):
+                f.require(f(f"icmp sle i64 {v}, {_INT32_MAX}"))
         ty = llvm.LLVM_TYPES[dtype]
         args = []
         for label, value, kind in (("tb", f(f"select i1 {b_row}, i8 78, i8 84"), "i8"),  # 'N' / 'T'
                                    ("ta", f(f"select i1 {a_row}, i8 78, i8 84"), "i8"),
-                                   ("n", n, "i32"), ("m", m, "i32"), ("k", k, "i32"),
+                                   ("n", n, int_type), ("m", m, int_type), ("k", k, int_type),
                                    ("alpha", llvm._literal(1, dtype), ty), ("b", b.data, None),
-                                   ("ldb", ldb, "i32"), ("a", a.data, None), ("lda", lda, "i32"),
+                                   ("ldb", ldb, int_type), ("a", a.data, None), ("lda", lda, int_type),
                                    ("beta", llvm._literal(0, dtype), ty), ("c", out.data, None),
-                                   ("ldc", f.select(f.eq(n, "0"), "1", n), "i32")):
+                                   ("ldc", f.select(f.eq(n, "0"), "1", n), int_type)):
             if kind is None:
                 args.append(value)
                 continue
             cell = f.alloca(f"{tag}_{label}", kind)
-            if kind == "i32" and not value.isdigit():
+            if kind == "i32" and not value.isdigit():  # sizes were checked to fit
                 value = f(f"trunc i64 {value} to i32")
             f.raw(f"store {kind} {value}, ptr {cell}")
             args.append(cell)
@@ -756,16 +757,6 @@ DECLARATIONS = ("declare ptr @malloc(i64)", "declare void @free(ptr)")
 
 # ---- building the builtin --------------------------------------------------------------------
 
-def _blas_address(name: str) -> int:
-    from scipy.linalg import cython_blas
-    capsule = cython_blas.__pyx_capi__[name]
-    get_name = ctypes.pythonapi.PyCapsule_GetName
-    get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
-    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
-    get_pointer.restype, get_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
-    return get_pointer(capsule, get_name(capsule))
-
-
 def make_entry(address: int, table_names, constants: dict, name: str, doc: str = ""):
     """The builtin ``name(*arrays) -> tuple | NotImplemented`` running the entry compiled at
     ``address``; ``constants`` maps the table's constant keys to their arrays."""
@@ -790,7 +781,7 @@ def make_entry(address: int, table_names, constants: dict, name: str, doc: str =
             keep.append(array)
             data.table[k] = array.ctypes.data
         elif slot in ("sgemm", "dgemm"):
-            data.table[k] = _blas_address(slot)
+            data.table[k] = blas.address(slot)
         elif slot == "ndarray":
             data.table[k] = id(np.ndarray)
         elif slot == "NotImplemented":

@@ -63,7 +63,7 @@ class Reduce:
 @dataclass(frozen=True)
 class Gemm:
     """``out = a @ b`` for float32/float64 vectors and matrices (``numpy.dot`` on ranks 1-2),
-    through the BLAS ``gemm`` SciPy ships."""
+    through BLAS ``gemm`` (see codegen/blas.py)."""
 
     a: int
     b: int

@@ -279,3 +279,14 @@ def test_alloc_arange_make_vector_specify_shape(rng):
         f(vv, np.array(-1), np.array(9, "int32"))  # a negative size
     with pytest.raises(ValueError):
         f(rng.normal(size=4), np.array(2), np.array(9, "int32"))  # specify_shape
+
+
+def test_gemm_through_scipys_32_bit_blas(rng, monkeypatch):
+    from theanine.codegen import blas
+    monkeypatch.setattr(blas, "_numpy_openblas", lambda: None)
+    assert blas.int_bits() == 32
+    a, b = T.fmatrix(), T.fmatrix()
+    f = entry_only(compiled([a, b], T.dot(a, b)))
+    assert "_n = alloca i32" in f.source("llvm")
+    av, bv = rng.normal(size=(5, 3)).astype("float32"), rng.normal(size=(3, 4)).astype("float32")
+    np.testing.assert_allclose(f(av, bv.T.copy().T), av @ bv, rtol=1e-5)

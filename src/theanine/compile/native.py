@@ -10,6 +10,7 @@ on disk. Other nodes still run through their ``perform`` and are listed in
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -170,8 +171,9 @@ class NativeProgram:
             if _reduction(info.node):
                 self.thunks[info.node] = ReduceThunk(info.node, fn)
             else:
-                entry = _native_entry(info, addresses[info.name]) if target == "llvm" else None
-                self.thunks[info.node] = ElementwiseThunk(info.node, fn, entry)
+                make = functools.partial(_native_entry, info, addresses[info.name]) \
+                    if target == "llvm" else None
+                self.thunks[info.node] = ElementwiseThunk(info.node, fn, make)
         if entry_name:
             from theanine.codegen import llvm_entry
             try:
@@ -229,15 +231,18 @@ def _coalesce(shape, strides):
 class ElementwiseThunk:
     """Runs one native elementwise kernel: broadcasting, allocation, strides, the call."""
 
-    def __init__(self, node, fn, entry=None):
+    def __init__(self, node, fn, make_entry=None):
         self.node = node
         self.fn = fn
-        self.entry = entry
+        self.make_entry = make_entry  # builds the CPython entry on first use
+        self.entry = None
         self.ndim = node.outputs[0].type.ndim
         self.dtype = node.outputs[0].type.numpy_dtype
         self.plans = {}
 
     def __call__(self, inputs, storage):
+        if self.make_entry is not None:
+            self.entry, self.make_entry = self.make_entry(), None
         entry = self.entry
         if entry is not None and getattr(inputs[0], "size", 0) < PARALLEL_MIN_ELEMENTS:
             try:
