@@ -396,6 +396,7 @@ class Module:
     def __init__(self, name):
         self.name = name
         self.functions = []
+        self.metadata = []
         self.declarations = {}
         self.definitions = {}
 
@@ -406,9 +407,18 @@ class Module:
         """Add a helper function's definition (once), e.g. a vectorisable exp."""
         self.definitions.setdefault(fn, text)
 
+    def scalar_loop(self) -> str:
+        """Loop metadata asking LLVM not to vectorise or interleave a loop: strided loops gain
+        little from it and it would double the code to compile."""
+        k = len(self.metadata) + 1
+        self.metadata.append(f"!{k} = distinct !{{!{k}, !0, !{{!\"llvm.loop.interleave.count\", i32 1}}}}")
+        return f"!{k}"
+
     def render(self) -> str:
         head = [f"; ModuleID = '{self.name}'", f'source_filename = "{self.name}"', ""]
         attributes = ['attributes #0 = { "prefer-vector-width"="512" }'] if self.functions else []
+        if self.metadata:
+            attributes += ['!0 = !{!"llvm.loop.vectorize.enable", i1 false}'] + self.metadata
         return "\n".join(head + list(self.declarations.values()) + [""]
                          + list(self.definitions.values()) + self.functions + attributes) + "\n"
 
@@ -536,7 +546,8 @@ def _render_loops(module, name, prog, ndim, inner_broadcast, reduce):
                        reduce.out_dtype)
         b.raw(f"  {j}_next = add nuw nsw i64 {j}, 1")
         done = b.emit(f"icmp eq i64 {j}_next, {n_inner}")
-        b.raw(f"  br i1 {done}, label %{kind}_done, label %{kind}_loop")
+        hint = f", !llvm.loop {module.scalar_loop()}" if kind == "strided" else ""
+        b.raw(f"  br i1 {done}, label %{kind}_done, label %{kind}_loop{hint}")
         b.raw(f"{kind}_done:")
         if inner_acc:
             _store(b, row_ptr[n_in], acc_next, reduce.out_dtype)

@@ -29,8 +29,9 @@ STACK_BYTES = 256
 #: products with more multiply-adds than this release the GIL around the BLAS call
 GEMM_GIL_RELEASE = 1 << 15
 _INT32_MAX = 2 ** 31 - 1
-_C_API = ("Py_IncRef", "Py_DecRef", "PyTuple_New", "PyTuple_SetItem", "PyErr_Clear",
-          "PyEval_SaveThread", "PyEval_RestoreThread")
+#: calls whose arguments hold this many elements in all leave the entry (one core) for the
+#: node-by-node path, which splits large kernels across the cores
+LARGE_CALL_ELEMENTS = 1 << 18
 
 
 class _Table:
@@ -132,7 +133,7 @@ def render_entry(schedule, name) -> tuple[str, list]:
     r = _Renderer(schedule, f)
     r.render(name)
     body = "\n".join(f.lines[:1] + f.allocas + f.lines[1:])
-    text = f"define ptr @{name}(ptr %self, ptr %args, i64 %nargs) {{\n{body}\n}}\n"
+    text = f"define ptr @{name}(ptr %self, ptr %args, i64 %nargs) #9 {{\n{body}\n}}\nattributes #9 = {{ noinline optnone }}\n"
     return text, table.names
 
 
@@ -148,7 +149,7 @@ class _Renderer:
     # ---- lifetimes ------------------------------------------------------------------------
     def _plan_lifetimes(self):
         s = self.s
-        for b in list(s.args) + [b for b, _ in s.constants]:
+        for b in list(s.args) + list(s.shared) + [b for b, _ in s.constants]:
             self.root[b] = b
         last = {}
         for k, step in enumerate(s.steps):
@@ -159,7 +160,7 @@ class _Renderer:
                 aliases = isinstance(step, VIEW_STEPS + (Reshape,))
                 self.root[b] = self.root[step.src] if aliases else b
                 last.setdefault(self.root[b], k)
-        keep = set(s.args) | {b for b, _ in s.constants} | set(s.results)
+        keep = set(s.args) | set(s.shared) | {b for b, _ in s.constants} | set(s.results)
         self.frees = [[] for _ in s.steps]
         for b, k in last.items():
             if b not in keep and self._storage(b) == "heap":
@@ -200,8 +201,21 @@ class _Renderer:
                 cell = self.copy_cells[step.out] = f.alloca(f"copy{step.out}", "ptr")
                 f.raw(f"store ptr null, ptr {cell}")
         f.require(f(f"icmp eq i64 %nargs, {len(s.args)}"))
+        sizes = []
         for k, b in enumerate(s.args):
-            self._argument(k, b)
+            self._argument(f.field("ptr", f(f"getelementptr ptr, ptr %args, i64 {k}"), 0), b)
+            size = "1"
+            for n in self.views[b].dims:
+                size = f.mul(size, n)
+            sizes.append(size)
+        if sizes:  # calls on large arrays take the path that splits kernels across the cores
+            total = sizes[0]
+            for size in sizes[1:]:
+                total = f(f"add i64 {total}, {size}")
+            f.require(f(f"icmp slt i64 {total}, {LARGE_CALL_ELEMENTS}"))
+        for k, b in enumerate(s.shared):
+            cell = f.slot(f"container:{k}")
+            self._argument(f(f"call ptr {f.slot('PyList_GetItem')}(ptr {cell}, i64 0)"), b)
         for b, key in s.constants:
             self._constant(b, key)
         for k, step in enumerate(s.steps):
@@ -213,10 +227,10 @@ class _Renderer:
         self._return()
         self._bail()
 
-    def _argument(self, k, b):
+    def _argument(self, a, b):
+        """Check the object ``a`` (borrowed) as the array for buffer ``b`` and read its fields."""
         f, L = self.f, pyentry.LAYOUT
         buf = self.s.buffers[b]
-        a = f.field("ptr", f(f"getelementptr ptr, ptr %args, i64 {k}"), 0)
         f.require(f(f"icmp eq ptr {f.field('ptr', a, L['type'])}, {f.slot('ndarray')}"))
         flags = f.field("i32", a, L["flags"])
         f.require(f.all_of([
@@ -707,19 +721,27 @@ class _Renderer:
 
     # ---- the end --------------------------------------------------------------------------
     def _return(self):
+        """Build the returned value, then store the updates: nothing can fail after that."""
         f, s = self.f, self.s
-        tup = f(f"call ptr {f.slot('PyTuple_New')}(i64 {len(s.results)})")
-        failed = f(f"icmp eq ptr {tup}, null")
-        ok, clear = f.label("tuple"), f.label("notuple")
-        f.raw(f"br i1 {failed}, label %{clear}, label %{ok}")
-        f.start(clear)
-        f.raw(f"call void {f.slot('PyErr_Clear')}()")
-        f.raw("br label %bail")
-        f.start(ok)
-        for k, b in enumerate(s.results):
+        outputs = [self.owned[b][1] for b in s.results[:s.n_outputs]]
+        if s.single:
+            value = f(f"load ptr, ptr {outputs[0]}")
+        else:
+            value = f(f"call ptr {f.slot('PyList_New')}(i64 {len(outputs)})")
+            ok, clear = f.label("list"), f.label("nolist")
+            f.raw(f"br i1 {f(f'icmp eq ptr {value}, null')}, label %{clear}, label %{ok}")
+            f.start(clear)
+            f.raw(f"call void {f.slot('PyErr_Clear')}()")
+            f.raw("br label %bail")
+            f.start(ok)
+            for k, cell in enumerate(outputs):
+                obj = f(f"load ptr, ptr {cell}")
+                f(f"call i32 {f.slot('PyList_SetItem')}(ptr {value}, i64 {k}, ptr {obj})")  # steals obj
+        for j, b in enumerate(s.results[s.n_outputs:]):
             obj = f(f"load ptr, ptr {self.owned[b][1]}")
-            f(f"call i32 {f.slot('PyTuple_SetItem')}(ptr {tup}, i64 {k}, ptr {obj})")  # steals obj
-        f.raw(f"ret ptr {tup}")
+            cell = f.slot(f"container:{len(s.shared) + j}")
+            f(f"call i32 {f.slot('PyList_SetItem')}(ptr {cell}, i64 0, ptr {obj})")  # drops the old value
+        f.raw(f"ret ptr {value}")
 
     def _bail(self):
         f = self.f
@@ -757,9 +779,11 @@ DECLARATIONS = ("declare ptr @malloc(i64)", "declare void @free(ptr)")
 
 # ---- building the builtin --------------------------------------------------------------------
 
-def make_entry(address: int, table_names, constants: dict, name: str, doc: str = ""):
-    """The builtin ``name(*arrays) -> tuple | NotImplemented`` running the entry compiled at
-    ``address``; ``constants`` maps the table's constant keys to their arrays."""
+def make_entry(address: int, table_names, bound: dict, name: str, doc: str = ""):
+    """The builtin ``name(*arrays)`` running the entry compiled at ``address``: it returns the
+    outputs (see Schedule) or NotImplemented. ``bound`` maps the table's ``const:`` keys to
+    constant arrays and its ``container:`` keys to shared variables' one-item lists (the
+    cells read, then the cells updated, as the schedule numbers them)."""
     if pyentry.LAYOUT is None:
         raise RuntimeError(f"native entries are unavailable here: {pyentry.PROBE_ERROR}")
     struct = type("ScheduleEntryData", (ctypes.Structure,), {
@@ -777,9 +801,15 @@ def make_entry(address: int, table_names, constants: dict, name: str, doc: str =
             keep.append(descr)
             data.table[k] = id(descr)
         elif slot.startswith("const:"):
-            array = constants[slot]
+            array = bound[slot]
             keep.append(array)
             data.table[k] = array.ctypes.data
+        elif slot.startswith("container:"):
+            cell = bound[slot]
+            if type(cell) is not list or len(cell) != 1:
+                raise TypeError(f"make_entry: {slot} must be a one-item list, got {cell!r}")
+            keep.append(cell)
+            data.table[k] = id(cell)
         elif slot in ("sgemm", "dgemm"):
             data.table[k] = blas.address(slot)
         elif slot == "ndarray":

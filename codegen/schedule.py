@@ -2,8 +2,9 @@
 
 A ``Schedule`` names buffers (``Buffer``: dtype, rank, static sizes) and a
 straight-line list of steps over them. The entry that runs it takes the
-function's inputs (arguments, then shared values) as arrays, checks them,
-runs every step and returns its results as fresh arrays. Buffers are
+function's arguments as arrays and reads shared variables from their storage,
+checks them, runs every step, stores the updates and returns the outputs as
+fresh arrays. Buffers are
 described to the back end by a data pointer plus, per dimension, a size and a
 byte stride, so views (``DimShuffle``, ``Index``, an identity ``SumToShape``)
 cost no copy: they only compute new sizes and strides.
@@ -167,16 +168,26 @@ VIEW_STEPS = (DimShuffle, SumToShape, Index, SpecifyShape)
 
 @dataclass(frozen=True)
 class Schedule:
-    """One compiled function: ``args`` are the buffers bound to the entry's arguments in
-    order, ``constants`` ``(buffer, key)`` pairs bound to constant arrays the caller
-    supplies, ``steps`` run in order, ``results`` are returned (each written by an
-    allocating step, each distinct)."""
+    """One compiled function.
+
+    ``args`` are the buffers bound to the entry's arguments, in order;
+    ``shared`` the buffers read from shared variables' storage cells (one-item
+    lists the caller supplies, in order); ``constants`` ``(buffer, key)`` pairs
+    bound to constant arrays the caller supplies; ``steps`` run in order;
+    ``results`` are each written by an allocating step and distinct. The first
+    ``n_outputs`` results are returned (the array itself when ``single``, else a
+    list); result ``n_outputs + j`` becomes the value of updated cell ``j``,
+    stored only once every step has succeeded.
+    """
 
     buffers: tuple
     args: tuple
+    shared: tuple
     constants: tuple
     steps: tuple
     results: tuple
+    n_outputs: int
+    single: bool
 
     def writer(self) -> dict:
         """buffer -> the index of the step that writes it."""

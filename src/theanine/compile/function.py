@@ -172,7 +172,10 @@ class Function:
         thunks = None
         if mode in NATIVE_MODES:
             from theanine.compile.native import NativeProgram
-            self._native = NativeProgram(self.graph, target=mode)
+            interface = {"n_args": len(new_inputs), "containers": [v.container for v in shared_inputs],
+                         "n_outputs": len(out_vars), "updated": [v.container for v, _ in updates],
+                         "single": self._single}
+            self._native = NativeProgram(self.graph, target=mode, interface=interface)
             thunks = self._native.thunks
         thunks = dict(thunks or {})
         for node in self.graph.toposort():  # ops holding inner graphs compile them for this mode
@@ -227,17 +230,10 @@ class Function:
 
     def __call__(self, *args, **kwargs):
         entry = self._entry
-        if (entry is not None and not kwargs and len(args) == self._n_args
-                and (not args or getattr(args[0], "size", 0) < _FAST_ENTRY_MAX_SIZE)):
-            if self._shared:
-                results = entry(*args, *[s.container[0] for s in self._shared])
-            else:
-                results = entry(*args)
-            if results is not NotImplemented:  # else the path below computes or raises
-                n_out = self._n_out
-                for var, value in zip(self._update_targets, results[n_out:]):
-                    var.container[0] = value
-                return results[0] if self._single else list(results[:n_out])
+        if entry is not None and not kwargs:
+            out = entry(*args)  # checks, runs, stores the updates; NotImplemented: see below
+            if out is not NotImplemented:
+                return out
         n = len(self._ins)
         if len(args) > n:
             raise TypeError(f"{self.name or 'function'}: expected at most {n} arguments, got {len(args)}")
@@ -288,8 +284,6 @@ class Function:
 
 
 _MISSING = object()
-#: the native entry runs on one core: calls on larger arrays take the path that splits kernels
-_FAST_ENTRY_MAX_SIZE = 1 << 18
 
 
 def _aliases(value, *groups):

@@ -10,10 +10,10 @@ on disk. Other nodes still run through their ``perform`` and are listed in
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import hashlib
 import os
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from theanine.tensor.math import Reduce
 _KERNEL_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 
 
-@dataclass
+@dataclasses.dataclass
 class KernelInfo:
     """What one native kernel computes: its name, the ops fused into it, its loops and body."""
 
@@ -47,7 +47,7 @@ def _loops(ndim):
     return f"{outer}for i{dims - 1} < n{dims - 1} (dense or strided)"
 
 
-@dataclass
+@dataclasses.dataclass
 class PlannedKernel:
     """A node lowered to kernel IR, before any target renders it."""
 
@@ -114,22 +114,28 @@ def render(planned, target):
 
 def render_program(planned, target, extra_kernels=(), schedule=None):
     """(source, kernel names, entry name, entry table slots) of the planned kernels (and ``extra_kernels``,
-    (kernel, inner_broadcast) pairs) rendered for ``target``, with the LLVM entry running
-    ``schedule`` appended when one is given (entry name None otherwise)."""
+    (kernel, inner_broadcast) pairs) rendered for ``target``, with the entry running
+    ``schedule`` ('llvm': llvm_entry, 'c': c_entry) appended when one is given (entry name
+    None otherwise)."""
     targets = _targets()
     if target not in targets:
         raise ValueError(f"unknown target {target!r}; available: {', '.join(targets)}")
     render_module, _ = targets[target]
     kernels = [(p.kernel, p.inner_broadcast) for p in planned] + list(extra_kernels)
-    text = render_module(kernels, "theanine_module")
+    first = _first_of_each(kernels)
+    text = render_module([kern for k, kern in enumerate(kernels) if first[k] == k], "theanine_module")
     table = None
-    if schedule is not None:
+    if schedule is not None and target == "llvm":
         from theanine.codegen import llvm_entry
         entry_text, table = llvm_entry.render_entry(schedule, "__ENTRY__")
         declarations = [d for d in llvm_entry.DECLARATIONS if d.split("@")[1] not in text]
         text = text + "\n".join(declarations) + "\n\n" + entry_text
+    elif schedule is not None:
+        from theanine.codegen import c_entry
+        entry_text, table = c_entry.render_pyentry(schedule, "__ENTRY__")
+        text = c_entry.py_prelude() + text + entry_text
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    names = [f"theanine_{digest}_k{k}" for k in range(len(kernels))]
+    names = [f"theanine_{digest}_k{first[k]}" for k in range(len(kernels))]
     for k, name in reversed(list(enumerate(names))):
         text = text.replace(f"__KERNEL{k}__", name)
     entry = f"theanine_{digest}_entry" if schedule is not None else None
@@ -138,21 +144,47 @@ def render_program(planned, target, extra_kernels=(), schedule=None):
     return text.replace("theanine_module", f"theanine_{digest}"), names[:len(planned)], entry, table
 
 
+def _first_of_each(kernels) -> list:
+    """For each (kernel, inner_broadcast) pair, the index of the first one that computes the
+    same thing (kernels differing only in name share one function)."""
+    seen, first = {}, []
+    for k, (kernel, inner) in enumerate(kernels):
+        key = (dataclasses.replace(kernel, name="", label=""), tuple(inner))
+        first.append(seen.setdefault(key, k))
+    return first
+
+
 class NativeProgram:
     """The kernels of one compiled function for ``target``: source, native thunks, fallbacks,
-    and (target 'llvm', when every node has a schedule step) ``entry``: one builtin running
-    the whole function (see codegen/schedule.py); ``why_no_entry`` says why there is none,
-    ``copied_outputs`` which outputs the entry returns as copies (views, inputs, constants)."""
+    and (targets 'llvm' and 'c', when every node has a schedule step) ``entry``: one builtin
+    running the whole function (see codegen/schedule.py); ``why_no_entry`` says why there is
+    none, ``copied_outputs`` which outputs the entry returns as copies (views, inputs, constants)."""
 
-    def __init__(self, fgraph, target="llvm", compile=True):
+    def __init__(self, fgraph, target="llvm", compile=True, interface=None):
+        """``interface`` (optional) tells the entry how it is called: ``n_args`` (the first
+        graph inputs are arguments, the others shared variables whose one-item storage
+        lists are ``containers``), ``n_outputs`` (the other graph outputs are the new values
+        of ``updated``, a list of storage lists) and ``single`` (return the one output
+        itself). By default every input is an argument and every output is returned."""
         from theanine.compile.scheduler import NotSchedulable, build_schedule
+        interface = interface or {}
         self.target = target
         self.planned, self.fallbacks = plan_kernels(fgraph)
         self.entry, self.why_no_entry = None, f"target {target!r} has no whole-function entry"
         schedule, constants, extra, self.copied_outputs = None, {}, (), []
-        if target == "llvm":
+        include_dirs = ()
+        if target == "c":
+            from theanine.codegen import c_entry
+            include_dirs = c_entry.include_dirs()
+            if include_dirs is None:
+                self.why_no_entry = "the Python or NumPy C headers are not installed"
+        if target == "llvm" or (target == "c" and include_dirs is not None):
             try:
-                schedule, constants, extra, self.copied_outputs = build_schedule(fgraph, self.planned)
+                schedule, constants, extra, self.copied_outputs = build_schedule(
+                    fgraph, self.planned, interface.get("n_args"), interface.get("n_outputs"),
+                    interface.get("single", False))
+                cells = list(interface.get("containers", ())) + list(interface.get("updated", ()))
+                constants.update({f"container:{k}": cell for k, cell in enumerate(cells)})
                 self.why_no_entry = None
             except NotSchedulable as exc:
                 self.why_no_entry = str(exc)
@@ -164,8 +196,13 @@ class NativeProgram:
         self.thunks = {}
         if not compile or not (self.planned or entry_name):
             return
-        symbols = names + ([entry_name] if entry_name else [])
-        addresses = _targets()[target][1](self.source, symbols)
+        if target == "c" and entry_name:
+            from theanine.codegen import cc
+            entry_name += "_make"  # the C entry is reached through its maker
+            addresses = cc.compile_source(self.source, names + [entry_name], include_dirs=include_dirs)
+        else:
+            symbols = names + ([entry_name] if entry_name else [])
+            addresses = _targets()[target][1](self.source, symbols)
         for info in self.kernels:
             fn = _KERNEL_TYPE(addresses[info.name])
             if _reduction(info.node):
@@ -174,12 +211,15 @@ class NativeProgram:
                 make = functools.partial(_native_entry, info, addresses[info.name]) \
                     if target == "llvm" else None
                 self.thunks[info.node] = ElementwiseThunk(info.node, fn, make)
-        if entry_name:
+        if entry_name and target == "llvm":
             from theanine.codegen import llvm_entry
             try:
                 self.entry = llvm_entry.make_entry(addresses[entry_name], table, constants, entry_name)
             except RuntimeError as exc:
                 self.why_no_entry = str(exc)
+        elif entry_name:
+            from theanine.codegen import c_entry
+            self.entry = c_entry.make_entry(addresses[entry_name], table, constants)
 
 
 def _native_entry(info, address):

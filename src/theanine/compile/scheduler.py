@@ -144,13 +144,18 @@ class _Builder:
 _ALLOCATING = (S.Elementwise, S.Reduce, S.Gemm)
 
 
-def build_schedule(fgraph, planned):
+def build_schedule(fgraph, planned, n_args=None, n_outputs=None, single=False):
     """(Schedule, constant arrays by table key, extra copy kernels, indices of the outputs
     that are copies) for ``fgraph`` whose kernels are ``planned`` (named ``__KERNEL{k}__``
-    in order); raises NotSchedulable. An output that is not freshly computed (an input,
-    a constant, a view, a repeated output) is copied, so results never alias."""
+    in order); raises NotSchedulable. The first ``n_args`` graph inputs are arguments
+    (default: all), the others shared variables; the first ``n_outputs`` graph outputs
+    are returned (default: all), the others update the shared variables. An output that
+    is not freshly computed (an input, a constant, a view, a repeated output) is copied,
+    so results never alias."""
+    n_args = len(fgraph.inputs) if n_args is None else n_args
+    n_outputs = len(fgraph.outputs) if n_outputs is None else n_outputs
     b = _Builder({p.node: p for p in planned}, len(planned))
-    args = tuple(b.buffer(v) for v in fgraph.inputs)
+    inputs = tuple(b.buffer(v) for v in fgraph.inputs)
     for node in fgraph.toposort():
         b.node(node)
     writers = {}
@@ -164,5 +169,6 @@ def build_schedule(fgraph, planned):
             r = b.copy_of(r)
             copied.append(k)
         results.append(r)
-    schedule = S.Schedule(tuple(b.buffers), args, tuple(b.constants), tuple(b.steps), tuple(results))
+    schedule = S.Schedule(tuple(b.buffers), inputs[:n_args], inputs[n_args:], tuple(b.constants),
+                          tuple(b.steps), tuple(results), n_outputs, single)
     return schedule, b.arrays, b.extra_kernels, copied
