@@ -56,7 +56,15 @@ class _Writer(pyentry._Fn):
         self.labels = 0
 
     def slot(self, name) -> str:
-        return self.field("ptr", "%table", pyentry._TABLE_OFFSET + 8 * self.table.index(name))
+        """The table entry ``name``, loaded once at the top of the function."""
+        return f"%slot{self.table.index(name)}"
+
+    def slot_loads(self) -> list:
+        lines = []
+        for k in range(len(self.table.names)):
+            lines.append(f"  %slot{k}_at = getelementptr i8, ptr %table, i64 {pyentry._TABLE_OFFSET + 8 * k}")
+            lines.append(f"  %slot{k} = load ptr, ptr %slot{k}_at")
+        return lines
 
     def label(self, hint) -> str:
         self.labels += 1
@@ -132,7 +140,8 @@ def render_entry(schedule, name) -> tuple[str, list]:
     f = _Writer(table)
     r = _Renderer(schedule, f)
     r.render(name)
-    body = "\n".join(f.lines[:1] + f.allocas + f.lines[1:])
+    start = f.table_loaded
+    body = "\n".join(f.lines[:1] + f.allocas + f.lines[1:start] + f.slot_loads() + f.lines[start:])
     text = f"define ptr @{name}(ptr %self, ptr %args, i64 %nargs) #9 {{\n{body}\n}}\nattributes #9 = {{ noinline optnone }}\n"
     return text, table.names
 
@@ -188,6 +197,7 @@ class _Renderer:
         f.raw("entry:")
         b_ptr = f(f"getelementptr i8, ptr %self, i64 {L['b_ptr']}")
         f.raw(f"%table = load ptr, ptr {b_ptr}")
+        f.table_loaded = len(f.lines)  # where the table entries are loaded
         for b in sorted({b for k in range(len(s.steps)) for b in written(s.steps[k])}):
             kind = self._storage(b)
             if kind in ("heap", "py") and self.root.get(b) == b and not isinstance(

@@ -50,7 +50,11 @@ def test_reduction_fuses_with_its_producer():
 def test_fallbacks_name_the_nodes_without_a_native_lowering():
     x = T.dmatrix("x")
     f = theanine.function([x], T.dot(x, x.T))
-    assert [type(n.op).__name__ for n in f.fallbacks] == ["DimShuffle", "Dot"]
+    assert f.entry is not None and f.why_no_entry is None and f.fallbacks == []
+    g = theanine.function([x], T.cumsum(T.exp(x), axis=1))
+    assert g.entry is None and g.why_no_entry == "Cumsum{axis=1} has no schedule step"
+    assert [str(n.op) for n in g.fallbacks] == ["Cumsum{axis=1}"]
+    np.testing.assert_allclose(g(np.ones((2, 3))), np.cumsum(np.full((2, 3), np.e), axis=1))
 
 
 def test_source_inspection():
@@ -129,15 +133,17 @@ def test_max_of_empty_dimension_raises():
 
 def test_kernels_inside_larger_functions_use_the_native_entry():
     """Each elementwise kernel is called through its CPython entry for small arrays,
-    and through the strided, splitting path otherwise: both give the same numbers."""
+    and through the strided, splitting path otherwise: both give the same numbers.
+    (A cumulative sum keeps the function off the whole-function entry.)"""
     x = T.dmatrix("x")
     e = T.exp(x)
-    f = theanine.function([x], [e * 2, T.dot(e, e.T)])
+    f = theanine.function([x], [e * 2, T.dot(e, e.T), T.cumsum(e, axis=0)])
+    assert f.entry is None
     thunks = [t for t in f._native.thunks.values() if isinstance(t, native.ElementwiseThunk)]
-    assert thunks and all(t.entry is not None for t in thunks)
     small = np.random.default_rng(3).normal(size=(3, 4))
     big = np.random.default_rng(4).normal(size=(600, 600))[:, ::2]  # non-contiguous, split
     for a in (small, big):
         out = f(a)
+        assert thunks and all(t.entry is not None for t in thunks)  # built on first use
         np.testing.assert_allclose(out[0], 2 * np.exp(a), rtol=1e-14)
         np.testing.assert_allclose(out[1], np.exp(a) @ np.exp(a).T, rtol=1e-12)

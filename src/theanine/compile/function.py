@@ -202,21 +202,47 @@ class Function:
 
     @property
     def fallbacks(self) -> list:
-        """The nodes that run through their Python ``perform`` (every node in mode 'py')."""
+        """The nodes that run through their Python ``perform`` (every node in mode 'py').
+
+        None do when the whole function runs as one native entry (``f.entry``); a call
+        the entry hands over (arguments it does not take, such as lists or arrays of
+        another dtype, or shapes it cannot handle natively, such as size-1 dimensions
+        broadcast at run time in a gradient) runs node by node with these fallbacks."""
         if self._native is None:
             return self.graph.toposort()
+        if self._entry is not None:
+            return []
         return list(self._native.fallbacks)
+
+    @property
+    def entry(self):
+        """The native builtin running the whole function in one call, or None (then
+        ``f.why_no_entry`` says why): calling ``f`` calls it first."""
+        return self._entry
+
+    @property
+    def why_no_entry(self) -> str | None:
+        """Why this function has no whole-function entry (None when it has one)."""
+        if self._entry is not None:
+            return None
+        if self._native is None:
+            return f"mode {self.mode!r} runs node by node"
+        return self._native.why_no_entry or "a borrowed output is a view of an input"
 
     def source(self, target="llvm", optimized=False) -> str:
         """Generated code for ``target`` ('llvm', 'c', 'cuda'; 'asm' for the host assembly),
         whatever this function's own mode. ``optimized=True`` gives LLVM IR after its passes."""
         from theanine.codegen import jit
-        from theanine.compile.native import plan_kernels, render
+        from theanine.compile.native import NativeProgram, plan_kernels, render
         llvm_target = target in ("llvm", "asm")
         if self._native is not None and self._native.target == ("llvm" if llvm_target else target):
             text = self._native.source
+        elif llvm_target or target == "c":  # kernels and whole-function entry, as that mode builds them
+            interface = {"n_args": len(self._ins), "n_outputs": self._n_out, "single": self._single}
+            text = NativeProgram(self.graph, "llvm" if llvm_target else target, compile=False,
+                                 interface=interface).source
         else:
-            text = render(plan_kernels(self.graph)[0], "llvm" if llvm_target else target)[0]
+            text = render(plan_kernels(self.graph)[0], target)[0]
         if target == "asm":
             return jit.assembly(text)
         return jit.optimized_ir(text) if optimized and target == "llvm" else text
