@@ -372,7 +372,8 @@ class _Scalar:
         if op == "recip":
             return f"{lit(1.0)} / {v[0]}"
         if op == "sign":
-            return f"{v[0]} > 0 ? {lit(1.0)} : {v[0]} < 0 ? {lit(-1.0)} : {v[0]}"
+            # NumPy: sign(-0.0) is +0.0 (x + 0 turns -0 into +0 and keeps nan)
+            return f"{v[0]} > 0 ? {lit(1.0)} : {v[0]} < 0 ? {lit(-1.0)} : {v[0]} + {lit(0.0)}"
         if op in ("max", "min"):
             return f"th_{op}_{bs}({v[0]}, {v[1]})"
         if op == "clip":
@@ -494,8 +495,9 @@ def _program(body: _Body, prog: ScalarProgram, inputs):
 class Module:
     """A C translation unit under construction: helper definitions and kernels."""
 
-    def __init__(self, name):
+    def __init__(self, name, static=False):
         self.name = name
+        self.static = static
         self.definitions = {}
         self.functions = []
 
@@ -513,9 +515,10 @@ class Module:
                          + self.functions) + "\n"
 
 
-def render_module(kernels, name="theanine_module") -> str:
-    """One C translation unit defining every kernel of ``kernels`` ((kernel, inner_broadcast) pairs)."""
-    module = Module(name)
+def render_module(kernels, name="theanine_module", static=False) -> str:
+    """One C translation unit defining every kernel of ``kernels`` ((kernel, inner_broadcast) pairs);
+    ``static``: the kernels have internal linkage (for a unit that only its own code calls)."""
+    module = Module(name, static)
     render_each(kernels, functools.partial(render_elementwise, module),
                 functools.partial(render_reduce, module))
     return module.render()
@@ -590,7 +593,8 @@ def _render_loops(module, name, prog, ndim, inner_broadcast, reduce, label=""):
                  + (f"; {label}" if label else ""))
     lines += [" *   " + line.replace("*/", "* /") for line in str(prog).splitlines()]
     lines[-1] += " */"
-    lines.append(f"void {name}(const int64_t *restrict shape, char *const *restrict data, "
+    linkage = "static " if module.static else ""
+    lines.append(f"{linkage}void {name}(const int64_t *restrict shape, char *const *restrict data, "
                  "const int64_t *restrict strides)")
     lines.append("{")
     ind = "    "

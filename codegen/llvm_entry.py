@@ -549,10 +549,13 @@ class _Renderer:
         return f(f"{'zext' if dtype.startswith('uint') or dtype == 'bool' else 'sext'} {ty} {value} to i64")
 
     def _Index(self, step):
+        self.views[step.out] = self._index_view(self.views[step.src], step.items)
+
+    def _index_view(self, v, items) -> _View:
+        """The view ``v[items]`` (see schedule.Index); out-of-range integers bail."""
         f = self.f
-        v = self.views[step.src]
         data, dims, strides, d = v.data, [], [], 0
-        for item in step.items:
+        for item in items:
             if item[0] == "n":
                 dims.append("1")
                 strides.append("0")
@@ -571,7 +574,7 @@ class _Renderer:
             strides.append(f.mul(st, step_))
         dims += v.dims[d:]
         strides += v.strides[d:]
-        self.views[step.out] = _View(data, dims, strides)
+        return _View(data, dims, strides)
 
     def _slice(self, n, start, stop, step):
         """(first index, length, step) of ``slice(start, stop, step)`` over ``n`` elements,
@@ -618,6 +621,49 @@ class _Renderer:
             total = f.mul(total, n)
         self._call(kernel, dims or ["1"], [src.data, dst.data], [rows[0] or ["0"], rows[1]], total)
 
+    def _Join(self, step):
+        f = self.f
+        views = [self.views[b] for b in step.inputs]
+        ndim, axis = len(views[0].dims), step.axis
+        dims = list(views[0].dims)
+        for v in views[1:]:
+            f.require(f.all_of([f.eq(v.dims[d], dims[d]) for d in range(ndim) if d != axis]))
+            dims[axis] = f(f"add i64 {dims[axis]}, {v.dims[axis]}")
+        out = self._allocate(step.out, dims)
+        offset = "0"
+        for kernel, v in zip(step.kernels, views):
+            part = _View(f(f"getelementptr i8, ptr {out.data}, i64 {f.mul(offset, out.strides[axis])}"),
+                         dims[:axis] + [v.dims[axis]] + dims[axis + 1:], out.strides)
+            self._copy(kernel, v, part.dims, part)
+            offset = f(f"add i64 {offset}, {v.dims[axis]}")
+
+    def _IncSubtensor(self, step):
+        f = self.f
+        x, y = self.views[step.x], self.views[step.y]
+        out = self._allocate(step.out, x.dims)
+        self._copy(step.copy, x, x.dims, out)
+        region = self._index_view(out, step.items)
+        f.require(f.all_of([f.any_of([f.eq(n, "1"), f.eq(n, region.dims[len(region.dims) - len(y.dims) + d])])
+                            for d, n in enumerate(y.dims)] + [str(len(y.dims) <= len(region.dims)).lower()]))
+        if step.set:
+            self._copy(step.write, y, region.dims, region)
+        else:
+            self._update(step.write, region, y)
+
+    def _update(self, kernel, region, value):
+        """``region += value`` in place: ``kernel`` reads (region, value), writes region."""
+        f = self.f
+        D = len(region.dims)
+        value_row = []
+        for d in range(D):
+            i = len(value.dims) - (D - d)
+            value_row.append("0" if i < 0 else f.select(f.eq(value.dims[i], "1"), "0", value.strides[i]))
+        total = "1"
+        for n in region.dims:
+            total = f.mul(total, n)
+        rows = [region.strides or ["0"], value_row or ["0"], region.strides or ["0"]]
+        self._call(kernel, region.dims or ["1"], [region.data, value.data, region.data], rows, total)
+
     def _Fill(self, step):
         f = self.f
         dims = [self._scalar(b) for b in step.dims]
@@ -647,7 +693,8 @@ class _Renderer:
         ty = llvm.LLVM_TYPES[self.s.buffers[step.shape].dtype]
         entries = []
         for k in range(n_out):
-            e = f(f"load {ty}, ptr {f(f'getelementptr {ty}, ptr {shape.data}, i64 {k}')}")
+            at = f(f"getelementptr i8, ptr {shape.data}, i64 {f.mul(str(k), shape.strides[0])}")
+            e = f(f"load {ty}, ptr {at}")
             entries.append(e if ty == "i64" else f(f"sext {ty} {e} to i64"))
         total = "1"
         for n in v.dims:

@@ -160,8 +160,34 @@ class ARange:
     out: int
 
 
+@dataclass(frozen=True)
+class Join:
+    """``out`` = the ``inputs`` concatenated along ``axis``; ``kernels[k]`` copies input k
+    (converting its dtype). Sizes that differ off the axis bail."""
+
+    kernels: tuple
+    inputs: tuple
+    axis: int
+    out: int
+
+
+@dataclass(frozen=True)
+class IncSubtensor:
+    """``out`` = a copy of ``x`` (made by ``copy``) whose region ``items`` (as in Index) is
+    set to ``y`` (``set``: ``write`` converts y) or incremented by it (``write`` adds y to
+    the region in place). ``y`` must broadcast to the region, else the step bails."""
+
+    copy: str
+    write: str
+    x: int
+    y: int
+    items: tuple
+    out: int
+    set: bool
+
+
 STEP_TYPES = (Elementwise, Reduce, Gemm, DimShuffle, SumToShape, ShapeOf, Index, Fill, MakeVector,
-              Reshape, SpecifyShape, ARange)
+              Reshape, SpecifyShape, ARange, Join, IncSubtensor)
 #: steps whose output is a view of (shares memory with) their first input
 VIEW_STEPS = (DimShuffle, SumToShape, Index, SpecifyShape)
 
@@ -216,6 +242,10 @@ def read(step) -> list:
         return [step.src, step.shape]
     if isinstance(step, ARange):
         return [step.start, step.stop, step.step]
+    if isinstance(step, Join):
+        return list(step.inputs)
+    if isinstance(step, IncSubtensor):
+        return [step.x, step.y] + [p for item in step.items for p in item[1:] if p is not None]
     return [step.src]
 
 

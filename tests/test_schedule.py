@@ -290,3 +290,54 @@ def test_gemm_through_scipys_32_bit_blas(rng, monkeypatch):
     assert "_n = alloca i32" in f.source("llvm")
     av, bv = rng.normal(size=(5, 3)).astype("float32"), rng.normal(size=(3, 4)).astype("float32")
     np.testing.assert_allclose(f(av, bv.T.copy().T), av @ bv, rtol=1e-5)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_join_converts_and_checks_sizes(rng, axis):
+    a, b, c = T.dmatrix("a"), T.fmatrix("b"), T.imatrix("c")
+    f = entry_only(compiled([a, b, c], T.concatenate([a, b.T, c], axis=axis)))
+    av = rng.normal(size=(3, 3))
+    bv = rng.normal(size=(3, 3)).astype("float32")
+    cv = rng.integers(-5, 5, size=(3, 3)).astype("int32")
+    np.testing.assert_array_equal(f(av, bv, cv), np.concatenate([av, bv.T, cv], axis=axis))
+    f._runner.allow = True
+    with pytest.raises(ValueError):
+        f(av, bv, cv[:2, :2])
+
+
+@pytest.mark.parametrize("index", [(slice(1, None), 0), (slice(None, None, -2),), (-1,),
+                                   (slice(None), slice(1, 3)), (None, 1), (2, 1)])
+@pytest.mark.parametrize("kind", ["set", "inc"])
+def test_set_and_inc_subtensor(rng, index, kind):
+    """The value (float32, broadcast along the region's leading dimensions) is converted."""
+    x, y = T.dmatrix("x"), T.fvector("y")
+    xv = rng.normal(size=(4, 3))
+    region = xv[index]
+    yv = rng.normal(size=region.shape[-1:] or (1,)).astype("float32")
+    value, stored = (y, yv) if region.ndim else (y[0], yv[0])
+    update = T.set_subtensor if kind == "set" else T.inc_subtensor
+    f = entry_only(compiled([x, y], update(x[index], value) * 1.0))
+    want = xv.copy()
+    if kind == "set":
+        want[index] = stored
+    else:
+        want[index] += stored
+    np.testing.assert_allclose(f(xv, yv), want, rtol=1e-6)
+
+
+def test_gradient_of_indexing_runs_natively(rng):
+    x = T.dmatrix("x")
+    cost = T.sum(T.exp(x[1:, 0]) ** 2) + T.sum(x[:, ::2])
+    f = entry_only(compiled([x], theanine.grad(cost, x)))
+    xv = rng.normal(size=(4, 5))
+    want = np.zeros_like(xv)
+    want[:, ::2] += 1
+    want[1:, 0] += 2 * np.exp(2 * xv[1:, 0])
+    np.testing.assert_allclose(f(xv), want, rtol=1e-12)
+
+
+def test_reshape_reads_a_strided_shape_vector(rng):
+    x, s = T.dvector("x"), T.lvector("s")
+    f = entry_only(compiled([x, s], T.reshape(x, s, ndim=2) + 0))
+    xv = rng.normal(size=6)
+    np.testing.assert_array_equal(f(xv, np.array([-1, 3, 2])[::2]), xv.reshape(-1, 2))

@@ -8,6 +8,7 @@ from theanine.configparser import config
 from theanine.graph.basic import Apply, Constant, Op, Variable
 from theanine import tensor  # noqa: F401  (first: the compile modules build on it)
 from theanine.compile.function import Function, In, Out, function
+from theanine.compile.export import export_c
 from theanine.compile.sharedvalue import SharedVariable, shared
 from theanine.gradient import Lop, Rop, grad, hessian, jacobian, verify_grad
 from theanine.graph.traversal import clone_replace
@@ -21,4 +22,4 @@ __version__ = "0.1.0"
 __all__ = ["config", "Apply", "Constant", "Op", "Variable", "Function", "In", "Out", "function",
            "SharedVariable", "shared", "grad", "Lop", "Rop", "jacobian", "hessian", "verify_grad",
            "clone_replace", "tensor", "printing", "scan", "map", "reduce", "foldl", "foldr",
-           "scan_checkpoints", "scan_module"]
+           "scan_checkpoints", "scan_module", "export_c"]

@@ -15,11 +15,12 @@ from theanine.codegen import lower
 from theanine.codegen import schedule as S
 from theanine.codegen.ir import ReduceKernel
 from theanine.graph.basic import Constant
-from theanine.tensor.basic import Alloc, ARange
+from theanine.codegen.ir import Instr, ScalarProgram
+from theanine.tensor.basic import Alloc, ARange, Join
 from theanine.tensor.elemwise import DimShuffle, SumTo
 from theanine.tensor.math import Dot
 from theanine.tensor.shape import MakeVector, Reshape, Shape, SpecifyShape
-from theanine.tensor.subtensor import Subtensor
+from theanine.tensor.subtensor import IncSubtensor, Subtensor
 
 _INTS = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64")
 
@@ -87,18 +88,19 @@ class _Builder:
             step = S.SumToShape(ins[0], ins[1], outs[0])
         elif isinstance(op, Shape):
             step = S.ShapeOf(ins[0], outs[0])
-        elif isinstance(op, Subtensor) and not op.is_advanced and \
-                all(e[0] in ("i", "s", "n") for e in op.idx_list):
-            values = iter(ins[1:])
-            items = []
-            for e in op.idx_list:
-                if e[0] == "s":
-                    items.append(("s",) + tuple(next(values) if present else None for present in e[1:]))
-                elif e[0] == "i":
-                    items.append(("i", next(values)))
-                else:
-                    items.append(("n",))
-            step = S.Index(ins[0], outs[0], tuple(items))
+        elif isinstance(op, Subtensor) and _basic(op):
+            step = S.Index(ins[0], outs[0], _items(op.idx_list, ins[1:]))
+        elif isinstance(op, IncSubtensor) and _basic(op):
+            x, y = node.inputs[:2]
+            region = x.ndim - sum(e[0] == "i" for e in op.idx_list) + sum(e[0] == "n" for e in op.idx_list)
+            write = self.kernel(_convert(y.dtype, x.dtype) if op.set_instead_of_inc
+                                else _add(x.dtype, y.dtype), region)
+            step = S.IncSubtensor(self.copy_kernel(self.buffers[ins[0]]), write, ins[0], ins[1],
+                                  _items(op.idx_list, ins[2:]), outs[0], op.set_instead_of_inc)
+        elif isinstance(op, Join):
+            out = node.outputs[0]
+            kernels = tuple(self.kernel(_convert(v.dtype, out.dtype), out.ndim) for v in node.inputs)
+            step = S.Join(kernels, tuple(ins), op.axis, outs[0])
         elif isinstance(op, Alloc):
             self._integers(node, node.inputs[1:])
             step = S.Fill(self.copy_kernel(self.buffers[outs[0]]), ins[0], tuple(ins[1:]), outs[0])
@@ -123,16 +125,23 @@ class _Builder:
             if v.dtype not in _INTS:
                 raise NotSchedulable(f"{node.op} reads {v.dtype} where a schedule needs integers")
 
-    def copy_kernel(self, buf) -> str:
-        """The name of a kernel copying elements of ``buf``'s dtype and rank (one per pair)."""
-        key = (buf.dtype, buf.ndim)
+    def kernel(self, program, ndim) -> str:
+        """The name of an elementwise kernel applying ``program`` over ``ndim`` dimensions
+        to inputs of any strides (one kernel per program and rank)."""
+        key = (program, ndim)
+        if not lower.supports_program(program):
+            raise NotSchedulable(f"no native kernel for {program}")
         if key not in self.copy_kernels:
             name = f"__KERNEL{self.next_kernel + len(self.extra_kernels)}__"
-            shape = (None,) * buf.ndim
-            kernel, inner = lower.elementwise_kernel(name, lower.identity_program(buf.dtype), [shape], shape)
+            shape = (None,) * ndim
+            kernel, inner = lower.elementwise_kernel(name, program, [shape] * len(program.input_dtypes), shape)
             self.extra_kernels.append((kernel, inner))
             self.copy_kernels[key] = name
         return self.copy_kernels[key]
+
+    def copy_kernel(self, buf) -> str:
+        """The name of a kernel copying elements of ``buf``'s dtype and rank."""
+        return self.kernel(lower.identity_program(buf.dtype), buf.ndim)
 
     def copy_of(self, b: int) -> int:
         """A step copying buffer ``b`` into a fresh one, whose index is returned."""
@@ -141,7 +150,37 @@ class _Builder:
         return c
 
 
-_ALLOCATING = (S.Elementwise, S.Reduce, S.Gemm)
+def _basic(op) -> bool:
+    return not op.is_advanced and all(e[0] in ("i", "s", "n") for e in op.idx_list)
+
+
+def _items(idx_list, index_buffers) -> tuple:
+    """Schedule index items for a basic ``idx_list`` whose runtime parts are ``index_buffers``."""
+    values = iter(index_buffers)
+    items = []
+    for e in idx_list:
+        if e[0] == "s":
+            items.append(("s",) + tuple(next(values) if present else None for present in e[1:]))
+        elif e[0] == "i":
+            items.append(("i", next(values)))
+        else:
+            items.append(("n",))
+    return tuple(items)
+
+
+def _convert(src, dst) -> ScalarProgram:
+    """The program converting one ``src`` value to ``dst``."""
+    if src == dst:
+        return lower.identity_program(src)
+    return ScalarProgram((src,), (), (Instr("cast", (0,), dst, src),), (1,))
+
+
+def _add(dst, src) -> ScalarProgram:
+    """The program ``a + b`` for ``a`` of dtype ``dst`` and ``b`` converted to it."""
+    return ScalarProgram((dst, src), (), (Instr("add", (0, 1), dst, dst),), (2,))
+
+
+_ALLOCATING = (S.Elementwise, S.Reduce, S.Gemm, S.Join, S.IncSubtensor)
 
 
 def build_schedule(fgraph, planned, n_args=None, n_outputs=None, single=False):

@@ -1,0 +1,1292 @@
+"""A whole compiled function as C: a ``schedule.Schedule`` rendered with llvm_entry's semantics.
+
+One step renderer (``_Steps``) turns the schedule into C statements, step for step the
+computation ``llvm_entry`` renders as LLVM IR (the same broadcasting, flattening, storage
+and lifetimes, slices, views and bail-out conditions). A host supplies what differs
+between the two forms it is rendered in:
+
+- ``render_pyentry``: a CPython ``METH_FASTCALL`` function for mode 'c', placed after the
+  kernels in their translation unit (``py_prelude()`` goes first). Arguments, results and
+  bail-outs are llvm_entry's: exact ``numpy.ndarray`` arguments with the canonical dtype
+  object, aligned, of the buffer's rank and static sizes (shared variables' values are
+  read from their storage cells); results are fresh arrays from NumPy's ``PyArray_Empty``:
+  the outputs are returned and the updates stored once every step has succeeded; a call
+  the entry does not handle returns ``NotImplemented`` and leaves no trace.
+  Process-specific addresses (dtype objects, constant arrays, storage cells, BLAS
+  ``sgemm``/``dgemm`` from ``codegen.blas``) are read from a table held by the builtin's
+  ``__self__`` (a capsule), so the source depends only on the schedule and is cached on
+  disk. ``make_entry`` builds the builtin.
+- ``render_export``: a freestanding C library (a header and a source file) needing no
+  Python, NumPy or BLAS: buffers in, buffers out, an explicit workspace; GEMM is a loop
+  nest; constants are static arrays. Where the CPython form would hand the call to the
+  node-by-node path, it returns an error code (the header lists them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import operator
+import os
+import re
+import sys
+import sysconfig
+
+import numpy as np
+
+from theanine.codegen import blas
+from theanine.codegen import c as crender
+from theanine.codegen.llvm import FLOATS, ITEMSIZE
+from theanine.codegen.llvm_entry import GEMM_GIL_RELEASE, LARGE_CALL_ELEMENTS, STACK_BYTES
+from theanine.codegen.pyentry import GIL_RELEASE_SIZE
+from theanine.codegen.schedule import (VIEW_STEPS, ARange, Elementwise, Fill, Index, Reduce, Reshape,
+                                       ShapeOf, read, written)
+
+_INT32_MAX = 2 ** 31 - 1
+_LITERAL = re.compile(r"-?\d+\Z")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_TEMP = re.compile(r"\bt\d+\b")
+_COMPARE = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
+            ">": operator.gt, ">=": operator.ge}
+#: error codes of the exported API, by the reason a step stops a call
+EXPORT_ERRORS = {
+    "input": ("THEANINE_ERR_INPUT", -1, "an input has the wrong rank, a static size that differs, "
+              "a negative size, or data or strides not aligned to its element size"),
+    "shape": ("THEANINE_ERR_SHAPE", -2, "shapes do not broadcast together, the inner sizes of a "
+              "product differ, a dimension to drop has a size other than 1, or sizes computed by "
+              "the function (alloc, reshape, arange, specify_shape) are invalid"),
+    "index": ("THEANINE_ERR_INDEX", -3, "an integer index is out of range, or a slice step is 0"),
+    "empty": ("THEANINE_ERR_EMPTY", -4, "max or min over a dimension of size 0"),
+    "unsupported": ("THEANINE_ERR_UNSUPPORTED", -5, "a case the exported code does not compute: "
+                    "summing a gradient back to a broadcast input's shape (sizes that differ)"),
+}
+
+
+# ---- C text helpers --------------------------------------------------------------------------
+
+class _Writer:
+    """Statements of one C function body: fresh names for values, folding of literals."""
+
+    def __init__(self, fail):
+        self.fail = fail  # reason -> the C statement that stops the call
+        self.lines = []
+        self.pure = {}  # name -> the index of its declaration
+        self.n = 0
+        self.depth = 1
+
+    def raw(self, text):
+        self.lines.append("    " * self.depth + text)
+
+    def open(self, head):
+        self.raw(f"{head} {{" if head else "{")
+        self.depth += 1
+
+    def reopen(self, head):
+        self.depth -= 1
+        self.raw(f"}} {head} {{")
+        self.depth += 1
+
+    def close(self):
+        self.depth -= 1
+        self.raw("}")
+
+    def let(self, expr, ctype="int64_t", pure=True) -> str:
+        """A name holding ``expr`` (literals and names are returned as they are); ``pure``: the
+        expression has no effect, so the declaration goes if the name is never used."""
+        if _LITERAL.match(expr) or _NAME.match(expr):
+            return expr
+        self.n += 1
+        name = f"t{self.n}"
+        decl = f"{ctype}const {name}" if ctype.endswith("*") else f"const {ctype} {name}"
+        self.raw(f"{decl} = {expr};")
+        if pure:
+            self.pure[name] = len(self.lines) - 1
+        return name
+
+    def pruned(self) -> list:
+        """The lines without the declarations of pure values nothing reads."""
+        lines, pure = list(self.lines), dict(self.pure)
+        uses = {}
+        for line in lines:
+            for name in _TEMP.findall(line):
+                uses[name] = uses.get(name, 0) + 1
+        dead = [name for name in pure if uses.get(name, 0) == 1]  # used by its declaration only
+        while dead:
+            k = pure.pop(dead.pop())
+            for other in _TEMP.findall(lines[k]):
+                uses[other] -= 1
+                if uses[other] == 1 and other in pure:
+                    dead.append(other)
+            lines[k] = None
+        return [line for line in lines if line is not None]
+
+    def cmp(self, a, op, b) -> str:
+        if _LITERAL.match(a) and _LITERAL.match(b):
+            return "true" if _COMPARE[op](int(a), int(b)) else "false"
+        if a == b and op in ("==", "<=", ">="):
+            return "true"
+        return self.let(f"{a} {op} {b}", "bool")
+
+    def eq(self, a, b) -> str:
+        return self.cmp(a, "==", b)
+
+    def mul(self, a, b) -> str:
+        if a == "1":
+            return b
+        if b == "1":
+            return a
+        if _LITERAL.match(a) and _LITERAL.match(b):
+            return str(int(a) * int(b))
+        return self.let(f"{a} * {b}")
+
+    def select(self, cond, a, b, ctype="int64_t") -> str:
+        if cond == "true" or a == b:
+            return a
+        if cond == "false":
+            return b
+        return self.let(f"{cond} ? {a} : {b}", ctype)
+
+    def any_of(self, conditions) -> str:
+        kept = []
+        for c in conditions:
+            if c == "true":
+                return "true"
+            if c != "false" and c not in kept:
+                kept.append(c)
+        return self.let(" || ".join(kept), "bool") if len(kept) > 1 else (kept[0] if kept else "false")
+
+    def all_of(self, conditions) -> str:
+        kept = []
+        for c in conditions:
+            if c == "false":
+                return "false"
+            if c != "true" and c not in kept:
+                kept.append(c)
+        return self.let(" && ".join(kept), "bool") if len(kept) > 1 else (kept[0] if kept else "true")
+
+    def require(self, condition, reason):
+        """Continue only where ``condition`` holds; stop the call for ``reason`` otherwise."""
+        if condition != "true":
+            self.raw(f"if (!({condition})) {self.fail(reason)}")
+
+
+def _array(values) -> str:
+    return "{" + ", ".join(values or ["0"]) + "}"
+
+
+def comment_text(text) -> str:
+    """``text`` safe inside a C comment: letters, digits and a few punctuation marks kept,
+    anything else (``*``, ``/``, newlines, ...) replaced by ``_``; at most 80 characters."""
+    return re.sub(r"[^A-Za-z0-9_ .,:()\[\]=+-]", "_", str(text))[:80]
+
+
+class _View:
+    """A buffer as the entry sees it: a data pointer, sizes and byte strides (C expressions)."""
+
+    def __init__(self, data, dims, strides):
+        self.data, self.dims, self.strides = data, list(dims), list(strides)
+
+
+def _identity(kind, dtype) -> str:
+    """The C literal (of the element's memory type) a reduction's output starts from."""
+    if dtype == "bool":
+        return "1" if kind in ("all", "prod") else "0"
+    if kind in ("sum", "any"):
+        value = 0
+    elif kind in ("prod", "all"):
+        value = 1
+    elif dtype in FLOATS:
+        value = -np.inf if kind == "max" else np.inf
+    else:
+        info = np.iinfo(dtype)
+        value = int(info.min if kind == "max" else info.max)
+    return crender._literal(value, dtype)
+
+
+def _describe(step) -> str:
+    if isinstance(step, (Elementwise, Reduce)):
+        outs = step.outputs if isinstance(step, Elementwise) else (step.output,)
+        what = f"reduce {step.kind} over axes {list(step.axes)}: " if isinstance(step, Reduce) else ""
+        return (f"{type(step).__name__}: {what}b{', b'.join(map(str, outs))} = "
+                f"{step.kernel}(b{', b'.join(map(str, step.inputs))})")
+    outs, ins = ", b".join(map(str, written(step))), ", b".join(map(str, read(step)))
+    return f"{type(step).__name__}: b{outs} from b{ins}"
+
+
+# ---- the step renderer -----------------------------------------------------------------------
+
+class _Steps:
+    """Renders a schedule's steps through ``host`` (see _PyHost and _ExportHost)."""
+
+    def __init__(self, schedule, host):
+        self.s, self.host, self.w = schedule, host, host.w
+        self.views, self.contiguous, self.root = {}, {}, {}
+        self.owned = {}  # buffer -> "heap" | "result" | "copy": allocated by the host
+        self.copies = []  # Reshape outputs, which may own a contiguous copy of their source
+        self.k = 0
+
+    # lifetimes, as llvm_entry plans them
+    def _plan_lifetimes(self):
+        s = self.s
+        for b in list(s.args) + list(s.shared) + [b for b, _ in s.constants]:
+            self.root[b] = b
+        last = {}
+        for k, step in enumerate(s.steps):
+            for b in read(step):
+                last[self.root[b]] = k
+            for b in written(step):
+                aliases = isinstance(step, VIEW_STEPS + (Reshape,))
+                self.root[b] = self.root[step.src] if aliases else b
+                last.setdefault(self.root[b], k)
+        keep = set(s.args) | set(s.shared) | {b for b, _ in s.constants} | set(s.results)
+        self.frees = [[] for _ in s.steps]
+        for b, k in sorted(last.items()):
+            if b not in keep and self.storage(b) == "heap":
+                self.frees[k].append(b)
+        # a Reshape's copy (made when its source is not contiguous) lives as long as its root
+        for k, step in enumerate(s.steps):
+            if isinstance(step, Reshape):
+                self.copies.append(step.out)
+                self.frees[last[self.root[step.out]]].append(step.out)
+
+    def storage(self, b) -> str:
+        """'result' (returned), 'stack' (static and small) or 'heap'."""
+        if b in self.s.results:
+            return "result"
+        buf = self.s.buffers[b]
+        if all(isinstance(n, int) for n in buf.shape):
+            if int(np.prod(buf.shape, dtype=np.int64)) * ITEMSIZE[buf.dtype] <= STACK_BYTES:
+                return "stack"
+        return "heap"
+
+    def render(self):
+        s, w, host = self.s, self.w, self.host
+        self._plan_lifetimes()
+        writer = s.writer()
+        for b in sorted({b for step in s.steps for b in written(step)}):
+            kind = self.storage(b)
+            if kind != "stack" and self.root.get(b) == b and not isinstance(s.steps[writer[b]], VIEW_STEPS):
+                self.owned[b] = kind
+        for b in self.copies:
+            self.owned[b] = "copy"
+        host.begin(self)
+        for k, b in enumerate(s.args):
+            self.views[b] = host.argument(k, b, s.buffers[b])
+        host.arguments_read([self.views[b] for b in s.args])
+        for k, b in enumerate(s.shared):
+            self.views[b] = host.shared(k, b, s.buffers[b])
+        for b, key in s.constants:
+            buf = s.buffers[b]
+            strides, size = [], ITEMSIZE[buf.dtype]
+            for n in reversed(buf.shape):
+                strides.insert(0, str(size))
+                size *= n
+            self.views[b] = _View(host.constant(b, key, buf), [str(n) for n in buf.shape], strides)
+            self.contiguous[b] = "true"
+        for k, step in enumerate(s.steps):
+            self.k = k
+            w.raw(f"/* step {k}. {_describe(step)} */")
+            getattr(self, "_" + type(step).__name__)(step)
+            for b in self.frees[k]:
+                host.release(b)
+        host.end([self.views[b] for b in s.results])
+
+    @contextlib.contextmanager
+    def work(self):
+        """Code that reads or writes elements (not shapes): the host may skip it."""
+        guard = self.host.guard(self.k)
+        if guard is None:
+            yield
+            return
+        self.w.open(f"if ({guard})")
+        yield
+        self.w.close()
+
+    # allocation
+    def _allocate(self, b, dims) -> _View:
+        """A fresh C-contiguous buffer ``b`` of sizes ``dims``."""
+        w = self.w
+        buf = self.s.buffers[b]
+        itemsize = ITEMSIZE[buf.dtype]
+        if self.storage(b) == "stack":
+            size = int(np.prod(buf.shape, dtype=np.int64)) * itemsize
+            w.raw(f"_Alignas(64) char stack{b}[{max(size, 1)}];")
+            data = f"stack{b}"
+        else:
+            total = "1"
+            for n in dims:
+                total = w.mul(total, n)
+            data = self.host.allocate(b, self.owned[b], dims, w.mul(total, str(itemsize)))
+        strides, size = [], str(itemsize)
+        for n in reversed(dims):
+            strides.insert(0, size)
+            size = w.mul(size, n)
+        view = self.views[b] = _View(data, dims, strides)
+        self.contiguous[b] = "true"
+        return view
+
+    def _is_contiguous(self, b) -> str:
+        """Whether buffer ``b`` is laid out in C order (size-1 dimensions may have any stride)."""
+        if b not in self.contiguous:
+            w, v = self.w, self.views[b]
+            expected, ok = str(ITEMSIZE[self.s.buffers[b].dtype]), []
+            for n, st in zip(reversed(v.dims), reversed(v.strides)):
+                ok.append(w.any_of([w.eq(n, "1"), w.eq(st, expected)]))
+                expected = w.mul(expected, n)
+            self.contiguous[b] = w.all_of(ok)
+        return self.contiguous[b]
+
+    def fill(self, data, count, dtype, literal):
+        """Store ``literal`` into the ``count`` elements at ``data``."""
+        mem = crender.MEM_TYPES[dtype]
+        self.w.raw(f"for (int64_t i = 0; i < {count}; i++) (({mem} *){data})[i] = {literal};")
+
+    # kernel calls
+    def _broadcast(self, inputs, ndim):
+        """Output sizes of broadcasting ``inputs`` to ``ndim`` dims (stopping the call when they
+        do not broadcast), and each input's strides along them (0 where it is broadcast)."""
+        w = self.w
+        dims, strides = [], [[] for _ in inputs]
+        for d in range(ndim):
+            o = "1"
+            for k, b in enumerate(inputs):
+                v = self.views[b]
+                i = len(v.dims) - (ndim - d)
+                if i < 0:
+                    strides[k].append("0")
+                    continue
+                size, stride = v.dims[i], v.strides[i]
+                if size == "1":
+                    strides[k].append("0")
+                    continue
+                is1 = w.eq(size, "1")
+                w.require(w.any_of([is1, w.eq(o, "1"), w.eq(o, size)]), "shape")
+                o = size if o == "1" else w.select(is1, o, size)
+                strides[k].append(w.select(is1, "0", stride))
+            dims.append(o)
+        return dims, strides
+
+    def _call(self, kernel, shape, data, strides, total):
+        w = self.w
+        w.open("")
+        w.raw(f"const int64_t shape[{len(shape)}] = {_array(shape)};")
+        w.raw(f"char *const data[{len(data)}] = {_array(data)};")
+        w.raw(f"const int64_t strides[{len(strides) * len(shape)}] = "
+              f"{_array([s for row in strides for s in row])};")
+        self.host.call(f"{kernel}(shape, data, strides);", w.cmp(total, ">", str(GIL_RELEASE_SIZE)))
+        w.close()
+
+    def _Elementwise(self, step):
+        w, s = self.w, self.s
+        D = s.buffers[step.outputs[0]].ndim
+        K = max(D, 1)
+        dims, in_strides = self._broadcast(step.inputs, D)
+        outs = [self._allocate(b, dims) for b in step.outputs]
+        total = "1"
+        for n in dims:
+            total = w.mul(total, n)
+        itemsizes = [ITEMSIZE[s.buffers[b].dtype] for b in step.inputs + step.outputs]
+        # One flat loop when every buffer walks the output in C order.
+        flat, single = "false", []
+        if D >= 2:
+            walks = []
+            for k, b in enumerate(step.inputs):
+                v = self.views[b]
+                one = w.all_of([w.eq(n, "1") for n in v.dims])
+                size = "1"
+                for n in v.dims:
+                    size = w.mul(size, n)
+                dense = w.all_of([self._is_contiguous(b), w.eq(size, total)])
+                walks.append(one if step.hoisted[k] else w.any_of([one, dense]))
+                single.append(one)
+            flat = w.all_of(walks)
+        shape = [w.select(flat, total if d == K - 1 else "1", dims[d] if D else "1") for d in range(K)]
+        rows = in_strides + [o.strides for o in outs]
+        strides = []
+        for k, row in enumerate(rows):
+            flat_step = w.select(single[k], "0", str(itemsizes[k])) if k < len(single) else str(itemsizes[k])
+            strides.append([w.select(flat, flat_step if d == K - 1 else "0", row[d] if D else "0")
+                            for d in range(K)])
+        data = [self.views[b].data for b in step.inputs] + [o.data for o in outs]
+        with self.work():
+            self._call(step.kernel, shape, data, strides, total)
+
+    def _Reduce(self, step):
+        w, s = self.w, self.s
+        N = s.buffers[step.inputs[0]].ndim
+        full, in_strides = self._broadcast(step.inputs, N)
+        out_buf = s.buffers[step.output]
+        if step.kind in ("max", "min"):
+            w.require(w.all_of([w.cmp(full[a], "!=", "0") for a in step.axes]), "empty")
+        kept = [full[d] for d in range(N) if d not in step.axes]
+        out = self._allocate(step.output, kept)
+        count = "1"
+        for n in kept:
+            count = w.mul(count, n)
+        kept_strides = iter(out.strides)
+        out_row = ["0" if d in step.axes else next(kept_strides) for d in range(N)]
+        total = "1"
+        for n in full:
+            total = w.mul(total, n)
+        data = [self.views[b].data for b in step.inputs] + [out.data]
+        shape = full if N else ["1"]
+        strides = [row if N else ["0"] for row in in_strides + [out_row]]
+        with self.work():
+            self.fill(out.data, count, out_buf.dtype, _identity(step.kind, out_buf.dtype))
+            self._call(step.kernel, shape, data, strides, total)
+
+    def _Gemm(self, step):
+        w, s = self.w, self.s
+        a, b = self.views[step.a], self.views[step.b]
+        dtype = s.buffers[step.out].dtype
+        # Both operands as matrices (rows, cols, row stride, col stride): a vector is a row of
+        # a, a column of b.
+        A = (a.dims[0], a.dims[1], a.strides[0], a.strides[1]) if len(a.dims) == 2 else \
+            ("1", a.dims[0], "0", a.strides[0])
+        B = (b.dims[0], b.dims[1], b.strides[0], b.strides[1]) if len(b.dims) == 2 else \
+            (b.dims[0], "1", b.strides[0], "0")
+        m, k, n = A[0], A[1], B[1]
+        w.require(w.eq(k, B[0]), "shape")
+        dims = ([m] if len(a.dims) == 2 else []) + ([n] if len(b.dims) == 2 else [])
+        out = self._allocate(step.out, dims)
+        empty = w.any_of([w.eq(m, "0"), w.eq(n, "0")])
+        with self.work():
+            w.open(f"if (!({empty}))")
+            self.host.gemm(self, dtype, A, B, a.data, b.data, out.data, m, n, k)
+            w.close()
+
+    # views
+    def _DimShuffle(self, step):
+        w, v = self.w, self.views[step.src]
+        kept = [d for d in step.order if d != "x"]
+        w.require(w.all_of([w.eq(n, "1") for d, n in enumerate(v.dims) if d not in kept]), "shape")
+        dims = ["1" if d == "x" else v.dims[d] for d in step.order]
+        strides = ["0" if d == "x" else v.strides[d] for d in step.order]
+        self.views[step.out] = _View(v.data, dims, strides)
+
+    def _SumToShape(self, step):
+        w = self.w
+        v, like = self.views[step.src], self.views[step.like]
+        w.require(w.all_of([w.eq(a, b) for a, b in zip(v.dims, like.dims)]), "unsupported")
+        self.views[step.out] = _View(v.data, like.dims, v.strides)
+
+    def _ShapeOf(self, step):
+        v = self.views[step.src]
+        self.w.raw(f"int64_t shapeof{step.out}[{max(len(v.dims), 1)}] = {_array(v.dims)};")
+        self.views[step.out] = _View(f"(char *)shapeof{step.out}", [str(len(v.dims))], ["8"])
+        self.contiguous[step.out] = "true"
+
+    def _scalar(self, b) -> str:
+        """The integer value of the 0-d buffer ``b`` as int64 (unsigned types zero-extended)."""
+        dtype = self.s.buffers[b].dtype
+        return self.w.let(f"(int64_t)*(const {crender.MEM_TYPES[dtype]} *){self.views[b].data}")
+
+    def _Index(self, step):
+        self.views[step.out] = self._index_view(self.views[step.src], step.items)
+
+    def _index_view(self, v, items) -> _View:
+        """The view ``v[items]`` (see schedule.Index); out-of-range integers stop the call."""
+        w = self.w
+        data, dims, strides, d = v.data, [], [], 0
+        for item in items:
+            if item[0] == "n":
+                dims.append("1")
+                strides.append("0")
+                continue
+            n, st = v.dims[d], v.strides[d]
+            d += 1
+            if item[0] == "i":
+                i = self._scalar(item[1])
+                i = w.select(w.cmp(i, "<", "0"), w.let(f"{i} + {n}"), i)
+                w.require(w.all_of([w.cmp(i, ">=", "0"), w.cmp(i, "<", n)]), "index")
+                data = w.let(f"{data} + {w.mul(i, st)}", "char *")
+                continue
+            start, length, step_ = self._slice(n, *[None if p is None else self._scalar(p) for p in item[1:]])
+            data = w.let(f"{data} + {w.mul(start, st)}", "char *")
+            dims.append(length)
+            strides.append(w.mul(st, step_))
+        dims += v.dims[d:]
+        strides += v.strides[d:]
+        return _View(data, dims, strides)
+
+    def _slice(self, n, start, stop, step):
+        """(first index, length, step) of ``slice(start, stop, step)`` over ``n`` elements,
+        as Python computes them; a zero step stops the call."""
+        w = self.w
+        step = step or "1"
+        w.require(w.cmp(step, "!=", "0"), "index")
+        neg = w.cmp(step, "<", "0")
+        n1 = w.let(f"{n} - 1")
+
+        def adjust(value, default_pos, default_neg):
+            if value is None:
+                return w.select(neg, default_neg, default_pos)
+            shifted = w.select(w.cmp(value, "<", "0"), w.let(f"{value} + {n}"), value)
+            low = w.cmp(shifted, "<", "0")
+            high = w.cmp(shifted, ">=", n)
+            shifted = w.select(low, w.select(neg, "-1", "0"), shifted)
+            return w.select(high, w.select(neg, n1, n), shifted)
+
+        start = adjust(start, "0", n1)
+        stop = adjust(stop, n, "-1")
+
+        def count(hi, lo, stride):  # (hi - lo - 1) / stride + 1, truncating as LLVM's sdiv
+            return w.let(f"({hi} - {lo} - 1) / {stride} + 1")
+
+        up = w.select(w.cmp(start, "<", stop), count(stop, start, step), "0")
+        down = w.select(w.cmp(stop, "<", start), count(start, stop, w.let(f"-{step}")), "0")
+        return start, w.select(neg, down, up), step
+
+    # small generated loops and copies
+    def _copy(self, kernel, src, dims, dst):
+        """Copy ``src`` (a view broadcast to ``dims``) into the C-contiguous view ``dst``."""
+        w = self.w
+        D = len(dims)
+        rows = [[], dst.strides if D else ["0"]]
+        for d in range(D):
+            i = len(src.dims) - (D - d)
+            rows[0].append("0" if i < 0 else w.select(w.eq(src.dims[i], "1"), "0", src.strides[i]))
+        total = "1"
+        for n in dims:
+            total = w.mul(total, n)
+        self._call(kernel, dims or ["1"], [src.data, dst.data], [rows[0] or ["0"], rows[1]], total)
+
+    def _Join(self, step):
+        w = self.w
+        views = [self.views[b] for b in step.inputs]
+        ndim, axis = len(views[0].dims), step.axis
+        dims = list(views[0].dims)
+        for v in views[1:]:
+            w.require(w.all_of([w.eq(v.dims[d], dims[d]) for d in range(ndim) if d != axis]), "shape")
+            dims[axis] = w.let(f"{dims[axis]} + {v.dims[axis]}")
+        out = self._allocate(step.out, dims)
+        offset = "0"
+        for kernel, v in zip(step.kernels, views):
+            part = _View(w.let(f"{out.data} + {w.mul(offset, out.strides[axis])}", "char *"),
+                         dims[:axis] + [v.dims[axis]] + dims[axis + 1:], out.strides)
+            with self.work():
+                self._copy(kernel, v, part.dims, part)
+            offset = w.let(f"{offset} + {v.dims[axis]}")
+
+    def _IncSubtensor(self, step):
+        w = self.w
+        x, y = self.views[step.x], self.views[step.y]
+        out = self._allocate(step.out, x.dims)
+        with self.work():
+            self._copy(step.copy, x, x.dims, out)
+        region = self._index_view(out, step.items)
+        w.require(w.all_of([str(len(y.dims) <= len(region.dims)).lower()] + [
+            w.any_of([w.eq(n, "1"), w.eq(n, region.dims[len(region.dims) - len(y.dims) + d])])
+            for d, n in enumerate(y.dims)]), "shape")
+        with self.work():
+            if step.set:
+                self._copy(step.write, y, region.dims, region)
+            else:
+                self._update(step.write, region, y)
+
+    def _update(self, kernel, region, value):
+        """``region += value`` in place: ``kernel`` reads (region, value), writes region."""
+        w = self.w
+        D = len(region.dims)
+        value_row = []
+        for d in range(D):
+            i = len(value.dims) - (D - d)
+            value_row.append("0" if i < 0 else w.select(w.eq(value.dims[i], "1"), "0", value.strides[i]))
+        total = "1"
+        for n in region.dims:
+            total = w.mul(total, n)
+        rows = [region.strides or ["0"], value_row or ["0"], region.strides or ["0"]]
+        self._call(kernel, region.dims or ["1"], [region.data, value.data, region.data], rows, total)
+
+    def _Fill(self, step):
+        w = self.w
+        dims = [self._scalar(b) for b in step.dims]
+        w.require(w.all_of([w.cmp(n, ">=", "0") for n in dims]), "shape")
+        value = self.views[step.value]
+        for d, n in enumerate(value.dims):
+            target = dims[len(dims) - len(value.dims) + d]
+            w.require(w.any_of([w.eq(n, "1"), w.eq(n, target)]), "shape")
+        out = self._allocate(step.out, dims)
+        with self.work():
+            self._copy(step.kernel, value, dims, out)
+
+    def _MakeVector(self, step):
+        w = self.w
+        mem = crender.MEM_TYPES[self.s.buffers[step.out].dtype]
+        out = self._allocate(step.out, [str(len(step.items))])
+        values = [self._scalar(b) for b in step.items]
+        with self.work():
+            for k, v in enumerate(values):
+                w.raw(f"(({mem} *){out.data})[{k}] = ({mem}){v};")
+
+    def _Reshape(self, step):
+        w = self.w
+        v, shape = self.views[step.src], self.views[step.shape]
+        mem = crender.MEM_TYPES[self.s.buffers[step.shape].dtype]
+        entries = [w.let(f"(int64_t)*(const {mem} *)({shape.data} + {w.mul(str(k), shape.strides[0])})")
+                   for k in range(self.s.buffers[step.out].ndim)]
+        total = "1"
+        for n in v.dims:
+            total = w.mul(total, n)
+        free = [w.cmp(e, "==", "-1") for e in entries]
+        known = "1"
+        for e, is_free in zip(entries, free):
+            w.require(w.cmp(e, ">=", "-1"), "shape")
+            known = w.mul(known, w.select(is_free, "1", e))
+        w.require(w.cmp(w.let(" + ".join(f"(int64_t){c}" for c in free) or "0"), "<=", "1"), "shape")
+        # the free entry takes total / known (a zero-sized known part needs a zero total)
+        rest = w.let(f"{total} / {w.select(w.eq(known, '0'), '1', known)}")
+        dims = [w.select(is_free, rest, e) for e, is_free in zip(entries, free)]
+        size = "1"
+        for n in dims:
+            size = w.mul(size, n)
+        w.require(w.eq(size, total), "shape")
+        itemsize = ITEMSIZE[self.s.buffers[step.src].dtype]
+        base = f"reshape{step.out}"
+        w.raw(f"char *{base} = {v.data};")
+        w.open(f"if (!({self._is_contiguous(step.src)}))")
+        strides, st = [], str(itemsize)
+        for n in reversed(v.dims):
+            strides.insert(0, st)
+            st = w.mul(st, n)
+        data = self.host.allocate(step.out, "copy", v.dims, w.mul(total, str(itemsize)))
+        with self.work():
+            self._copy(step.kernel, v, v.dims, _View(data, v.dims, strides))
+        w.raw(f"{base} = {data};")
+        w.close()
+        out_strides, st = [], str(itemsize)
+        for n in reversed(dims):
+            out_strides.insert(0, st)
+            st = w.mul(st, n)
+        self.views[step.out] = _View(base, dims, out_strides)
+        self.contiguous[step.out] = "true"
+
+    def _SpecifyShape(self, step):
+        w = self.w
+        v = self.views[step.src]
+        w.require(w.all_of([w.eq(n, str(want)) for n, want in zip(v.dims, step.shape) if want is not None]),
+                  "shape")
+        self.views[step.out] = _View(v.data, [str(want) if want is not None else n
+                                              for n, want in zip(v.dims, step.shape)], v.strides)
+
+    def _ARange(self, step):
+        w = self.w
+        start, stop, st = (self._scalar(b) for b in (step.start, step.stop, step.step))
+        w.require(w.cmp(st, "!=", "0"), "shape")
+        # length = ceil((stop - start) / step), at least 0
+        length = w.let(f"({stop} - {start} + {st} - ({st} > 0 ? 1 : -1)) / {st}")
+        length = w.select(w.cmp(length, "<", "0"), "0", length)
+        out = self._allocate(step.out, [length])
+        mem = crender.MEM_TYPES[self.s.buffers[step.out].dtype]
+        with self.work():
+            w.raw(f"for (int64_t i = 0; i < {length}; i++) "
+                  f"(({mem} *){out.data})[i] = ({mem})((uint64_t){start} + (uint64_t)i * (uint64_t){st});")
+
+
+# ---- the CPython entry (mode 'c') ------------------------------------------------------------
+
+def include_dirs():
+    """The directories holding ``Python.h`` and ``numpy/arrayobject.h``, or None where either
+    header is missing."""
+    dirs = [sysconfig.get_paths()["include"], np.get_include()]
+    if not (os.path.exists(os.path.join(dirs[0], "Python.h"))
+            and os.path.exists(os.path.join(dirs[1], "numpy", "arrayobject.h"))):
+        return None
+    return dirs
+
+
+def py_prelude() -> str:
+    """The lines that must open a translation unit holding a CPython entry."""
+    return "\n".join([
+        f"/* The whole-function entry uses the C APIs of CPython {sys.version.split()[0]} "
+        f"and NumPy {np.__version__}; their headers come first. */",
+        "#define PY_SSIZE_T_CLEAN",
+        "#include <Python.h>",
+        "#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION",
+        "#include <numpy/arrayobject.h>",
+        "#include <stdlib.h>", ""])
+
+
+class _PyHost:
+    """The CPython form: ndarray arguments, PyArray_Empty results, malloc, BLAS, NotImplemented."""
+
+    def __init__(self):
+        self.w = _Writer(lambda reason: "goto bail;")
+        self.table = []
+
+    def slot(self, name) -> str:
+        if name not in self.table:
+            self.table.append(name)
+        return f"table[{self.table.index(name)}]"
+
+    def guard(self, k):
+        return None
+
+    def begin(self, steps):
+        self.s, self.owned = steps.s, steps.owned
+        w = self.w
+        for b, kind in self.owned.items():
+            w.raw(f"{'PyObject' if kind == 'result' else 'void'} *owned{b} = NULL;")
+        w.require(f"nargs == {len(steps.s.args)}", "input")
+
+    def argument(self, k, b, buf) -> _View:
+        return self._array(self.w.let(f"args[{k}]", "PyObject *"), buf)
+
+    def arguments_read(self, views):
+        """Calls on large arrays take the node-by-node path, which splits kernels across cores."""
+        w = self.w
+        if views:
+            sizes = []
+            for v in views:
+                size = "1"
+                for n in v.dims:
+                    size = w.mul(size, n)
+                sizes.append(size)
+            total = w.let(" + ".join(sizes)) if len(sizes) > 1 else sizes[0]
+            w.require(w.cmp(total, "<", str(LARGE_CALL_ELEMENTS)), "large")
+
+    def shared(self, k, b, buf) -> _View:
+        cell = self.slot(f"container:{k}")
+        return self._array(self.w.let(f"PyList_GET_ITEM((PyObject *){cell}, 0)", "PyObject *"), buf)
+
+    def _array(self, a, buf) -> _View:
+        """Check the object ``a`` (borrowed) as the array for ``buf`` and read its fields."""
+        w = self.w
+        w.require(f"Py_TYPE({a}) == &PyArray_Type", "input")
+        arr = w.let(f"(PyArrayObject *){a}", "PyArrayObject *")
+        w.require(w.all_of([f"PyArray_DESCR({arr}) == (PyArray_Descr *){self.slot('descr:' + buf.dtype)}",
+                            f"(PyArray_FLAGS({arr}) & NPY_ARRAY_ALIGNED) != 0",
+                            f"PyArray_NDIM({arr}) == {buf.ndim}"]), "input")
+        dims, strides = [], []
+        for d in range(buf.ndim):
+            size = w.let(f"PyArray_DIMS({arr})[{d}]")
+            if buf.shape[d] is not None:
+                w.require(w.eq(size, str(buf.shape[d])), "input")
+                size = str(buf.shape[d])
+            dims.append(size)
+            strides.append(w.let(f"PyArray_STRIDES({arr})[{d}]"))
+        return _View(w.let(f"(char *)PyArray_DATA({arr})", "char *"), dims, strides)
+
+    def constant(self, b, key, buf) -> str:
+        return f"(char *){self.slot(key)}"
+
+    def allocate(self, b, kind, dims, nbytes) -> str:
+        w = self.w
+        if kind in ("heap", "copy"):
+            w.raw(f"owned{b} = malloc((size_t){nbytes} + 1);")
+            w.require(f"owned{b} != NULL", "memory")
+            return w.let(f"(char *)owned{b}", "char *")
+        w.open("")
+        w.raw(f"npy_intp shape[{max(len(dims), 1)}] = {_array(dims)};")
+        descr = self.slot("descr:" + self.s.buffers[b].dtype)
+        w.raw(f"PyArray_Descr *const descr = (PyArray_Descr *){descr};")
+        w.raw("Py_INCREF(descr);  /* PyArray_Empty steals it */")
+        w.raw(f"owned{b} = PyArray_Empty({len(dims)}, shape, descr, 0);")
+        w.close()
+        w.raw(f"if (owned{b} == NULL) {{ PyErr_Clear(); goto bail; }}  /* the other path raises */")
+        return w.let(f"(char *)PyArray_DATA((PyArrayObject *)owned{b})", "char *")
+
+    def release(self, b):
+        self.w.raw(f"free(owned{b});")
+        self.w.raw(f"owned{b} = NULL;")
+
+    def call(self, text, long_):
+        w = self.w
+        w.open(f"if ({long_})")
+        w.raw("Py_BEGIN_ALLOW_THREADS")
+        w.raw(text)
+        w.raw("Py_END_ALLOW_THREADS")
+        w.reopen("else")
+        w.raw(text)
+        w.close()
+
+    def gemm(self, steps, dtype, A, B, a_data, b_data, c_data, m, n, k):
+        """``c = a @ b`` through the BLAS gemm, with the matrices seen in Fortran order
+        (``c^T = b^T a^T``); layouts BLAS cannot read stop the call."""
+        w, e = self.w, str(ITEMSIZE[dtype])
+        w.open(f"if ({w.eq(k, '0')})")
+        steps.fill(c_data, w.mul(m, n), dtype, crender._literal(0, dtype))
+        w.reopen("else")
+        a_row, a_ld_row, a_col, a_ld_col = self._layouts(A, e)
+        b_row, b_ld_row, b_col, b_ld_col = self._layouts(B, e)
+        w.require(w.all_of([w.any_of([a_row, a_col]), w.any_of([b_row, b_col])]), "layout")
+        lda = w.select(a_row, a_ld_row, a_ld_col)
+        ldb = w.select(b_row, b_ld_row, b_ld_col)
+        if _blas_int() == "int":
+            for v in (m, n, k, lda, ldb):
+                w.require(w.cmp(v, "<=", str(_INT32_MAX)), "layout")
+        ctype, bi = crender.C_TYPES[dtype], _blas_int()
+        w.raw(f"const char ta = {a_row} ? 'N' : 'T', tb = {b_row} ? 'N' : 'T';")
+        w.raw(f"const {bi} bm = {m}, bn = {n}, bk = {k}, blda = {lda}, bldb = {ldb}, "
+              f"bldc = {n} == 0 ? 1 : {n};")
+        w.raw(f"const {ctype} alpha = 1, beta = 0;")
+        name = "sgemm" if dtype == "float32" else "dgemm"
+        w.raw(f"th_{name}_fn const {name} = (th_{name}_fn)(uintptr_t){self.slot(name)};")
+        call = (f"{name}(&tb, &ta, &bn, &bm, &bk, &alpha, ({ctype} *){b_data}, &bldb, "
+                f"({ctype} *){a_data}, &blda, &beta, ({ctype} *){c_data}, &bldc);")
+        self.call(call, w.cmp(w.mul(w.mul(m, n), k), ">", str(GEMM_GIL_RELEASE)))
+        w.close()
+
+    def _layouts(self, M, e):
+        """(row-major?, its leading dimension, column-major?, its leading dimension) of the
+        matrix M = (rows, cols, row stride, col stride) in elements of ``e`` bytes."""
+        w = self.w
+        r, c, s0, s1 = M
+
+        def lead(stride, other):
+            ok = w.all_of([w.let(f"{stride} % {e} == 0", "bool"), w.cmp(stride, ">=", w.mul(other, e))])
+            return ok, w.let(f"{stride} / {e}")
+
+        row_ok, row_ld = lead(s0, c)
+        row = w.all_of([w.any_of([w.eq(c, "1"), w.eq(s1, e)]), w.any_of([w.eq(r, "1"), row_ok])])
+        row_ld = w.select(w.eq(r, "1"), w.select(w.eq(c, "0"), "1", c), row_ld)
+        col_ok, col_ld = lead(s1, r)
+        col = w.all_of([w.any_of([w.eq(r, "1"), w.eq(s0, e)]), w.any_of([w.eq(c, "1"), col_ok])])
+        col_ld = w.select(w.eq(c, "1"), w.select(w.eq(r, "0"), "1", r), col_ld)
+        return row, row_ld, col, col_ld
+
+    def end(self, results):
+        """Build the returned value (the one output, or a list), then store the updates:
+        nothing can fail after that."""
+        w, s = self.w, self.s
+        outputs = [f"owned{b}" for b in s.results[:s.n_outputs]]
+        if s.single:
+            w.raw(f"PyObject *const value = {outputs[0]};")
+        else:
+            w.raw(f"PyObject *const value = PyList_New({len(outputs)});")
+            w.raw("if (value == NULL) { PyErr_Clear(); goto bail; }")
+            for k, obj in enumerate(outputs):
+                w.raw(f"PyList_SET_ITEM(value, {k}, {obj});  /* steals the reference */")
+        for j, b in enumerate(s.results[s.n_outputs:]):
+            cell = f"(PyObject *){self.slot(f'container:{len(s.shared) + j}')}"
+            w.raw(f"PyList_SetItem({cell}, 0, owned{b});  /* steals it, drops the old value */")
+        w.raw("return value;")
+        w.depth -= 1
+        w.raw("bail:")
+        w.depth += 1
+        for b, kind in self.owned.items():
+            w.raw(f"Py_XDECREF(owned{b});" if kind == "result" else f"free(owned{b});")
+        w.raw("Py_RETURN_NOTIMPLEMENTED;")
+
+
+def render_pyentry(schedule, name) -> tuple[str, list]:
+    """(C text, table slot names) of ``schedule`` as the CPython entry ``name`` and its maker
+    ``name_make(keep, table)`` (see ``make_entry``). The text goes after the kernels it calls,
+    in a unit opened by ``py_prelude()``. The entry returns what the schedule says (the one
+    output, or a list of them) after storing the updates into the shared variables' cells."""
+    host = _PyHost()
+    _Steps(schedule, host).render()
+    head = []
+    if host.table:
+        head.append("    void *const *const table = (void *const *)PyCapsule_GetPointer(self, NULL);")
+    i = _blas_int()
+    gemm_types = "\n".join(
+        f"typedef void (*th_{p}gemm_fn)(const char *, const char *, const {i} *, const {i} *, const {i} *, "
+        f"const {t} *, const {t} *, const {i} *, const {t} *, const {i} *, const {t} *, {t} *, const {i} *);"
+        for p, t in (("s", "float"), ("d", "double")))
+    text = f"""
+/* {name}: the whole function as one CPython METH_FASTCALL entry (see theanine.codegen.c_entry).
+ * Its table (the capsule in __self__): {', '.join(host.table) or 'empty'}. */
+/* BLAS gemm, Fortran convention (every argument by pointer; see theanine.codegen.blas) */
+{gemm_types}
+
+static PyObject *{name}(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{{
+{chr(10).join(head + host.w.pruned())}
+}}
+
+static PyMethodDef {name}_def = {{"{name}", (PyCFunction)(void (*)(void)){name}, METH_FASTCALL, NULL}};
+
+static void {name}_release(PyObject *capsule)
+{{
+    Py_XDECREF((PyObject *)PyCapsule_GetContext(capsule));
+}}
+
+/* The builtin running {name} with this table; keep lives as long as the builtin. */
+PyObject *{name}_make(PyObject *keep, void *table)
+{{
+    if (PyArray_API == NULL && _import_array() < 0)
+        return NULL;
+    PyObject *const capsule = PyCapsule_New(table, NULL, {name}_release);
+    if (capsule == NULL)
+        return NULL;
+    Py_INCREF(keep);
+    if (PyCapsule_SetContext(capsule, keep) < 0) {{
+        Py_DECREF(keep);
+        Py_DECREF(capsule);
+        return NULL;
+    }}
+    PyObject *const fn = PyCFunction_NewEx(&{name}_def, capsule, NULL);
+    Py_DECREF(capsule);
+    return fn;
+}}
+"""
+    return text, host.table
+
+
+def _blas_int() -> str:
+    """The C type of BLAS integer arguments in this process (fixed, part of the source)."""
+    return "int64_t" if blas.int_bits() == 64 else "int"
+
+
+def make_entry(make_address: int, table_names, bound: dict):
+    """The builtin ``name(*arrays)`` made by the compiled ``name_make`` at ``make_address``: it
+    returns the outputs (see Schedule) or NotImplemented. ``bound`` maps the table's
+    ``const:`` keys to constant arrays and its ``container:`` keys to shared variables'
+    one-item lists (the cells read, then the cells updated, as the schedule numbers them)."""
+    table = (ctypes.c_void_p * max(len(table_names), 1))()
+    keep = [table]
+    for k, slot in enumerate(table_names):
+        if slot.startswith("descr:"):
+            keep.append(np.dtype(slot[6:]))
+            table[k] = id(keep[-1])
+        elif slot.startswith("const:"):
+            keep.append(bound[slot])
+            table[k] = keep[-1].ctypes.data
+        elif slot.startswith("container:"):
+            cell = bound[slot]
+            if type(cell) is not list or len(cell) != 1:
+                raise TypeError(f"make_entry: {slot} must be a one-item list, got {cell!r}")
+            keep.append(cell)
+            table[k] = id(cell)
+        elif slot in ("sgemm", "dgemm"):
+            table[k] = blas.address(slot)
+        else:
+            raise ValueError(f"unknown entry table slot {slot!r}")
+    make = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.py_object, ctypes.c_void_p)(make_address)
+    return make(tuple(keep), ctypes.addressof(table))
+
+
+# ---- the exported library --------------------------------------------------------------------
+
+class _ExportHost:
+    """The freestanding form: theanine_buffer arguments, a workspace, error codes."""
+
+    def __init__(self, name, constants):
+        self.name = name
+        self.arrays = constants
+        self.w = _Writer(lambda reason: f"return {EXPORT_ERRORS[reason][0]};")
+        self.statics = []
+        self.gemms = set()
+
+    def begin(self, steps):
+        s = steps.s
+        self.slot = {b: j for j, b in enumerate(steps.owned)}
+        self.measured = _size_dependencies(steps)
+        header = 0
+        self.header_at = []
+        self.n_args = len(s.args)
+        for b in s.results:
+            self.header_at.append(header)
+            header += 2 * s.buffers[b].ndim
+        self.start = (8 * header + 63) // 64 * 64
+        n = max(len(self.slot), 1)
+        w = self.w
+        w.raw(f"char *const base = measure ? {self.name}_nowhere : workspace;")
+        w.raw(f"int64_t ws_off[{n}], ws_len[{n}], ws_peak = {self.start};")
+        w.raw(f"bool ws_live[{n}] = {{false}};")
+
+    def guard(self, k):
+        return None if k in self.measured else "!measure"
+
+    def argument(self, k, b, buf) -> _View:
+        w = self.w
+        p = w.let(f"&inputs[{k}]", "const theanine_buffer *")
+        w.require(f"{p}->ndim == {buf.ndim}", "input")
+        itemsize = ITEMSIZE[buf.dtype]
+        dims = []
+        for d in range(buf.ndim):
+            size = w.let(f"{p}->shape[{d}]")
+            w.require(w.cmp(size, ">=", "0"), "input")
+            if buf.shape[d] is not None:
+                w.require(w.eq(size, str(buf.shape[d])), "input")
+                size = str(buf.shape[d])
+            dims.append(size)
+        dense, step = [], str(itemsize)
+        for n in reversed(dims):
+            dense.insert(0, step)
+            step = w.mul(step, n)
+        strides = [w.let(f"{p}->strides ? {p}->strides[{d}] : {dense[d]}") for d in range(buf.ndim)]
+        data = w.let(f"(char *){p}->data", "char *")
+        if itemsize > 1:
+            parts = [f"(uintptr_t){data} % {itemsize} == 0"]
+            parts += [f"({n} <= 1 || {s} % {itemsize} == 0)" for n, s in zip(dims, strides)]
+            w.require(w.any_of([w.eq(n, "0") for n in dims] + [w.all_of(parts)]), "input")
+        return _View(data, dims, strides)
+
+    def arguments_read(self, views):
+        """No limit on sizes here: the exported code computes every call itself."""
+
+    def shared(self, k, b, buf) -> _View:
+        return self.argument(self.n_args + k, b, buf)
+
+    def constant(self, b, key, buf) -> str:
+        array = np.ascontiguousarray(self.arrays[key], dtype=buf.dtype)
+        bits = {1: "uint8_t", 2: "uint16_t", 4: "uint32_t", 8: "uint64_t"}[array.itemsize]
+        words = array.reshape(-1).view(f"u{array.itemsize}")
+        digits = 2 * array.itemsize
+        values = [f"0x{int(v):0{digits}x}" for v in words] or ["0"]
+        rows = [", ".join(values[i:i + 8]) for i in range(0, len(values), 8)]
+        ident = f"{self.name}_const{len(self.statics)}"
+        self.statics.append(
+            f"/* constant b{b}: {buf.dtype}, shape {tuple(buf.shape)}, as bit patterns */\n"
+            f"static const {bits} {ident}[{len(values)}] = {{\n    " + ",\n    ".join(rows) + "\n};\n")
+        return f"(char *){ident}"
+
+    def allocate(self, b, kind, dims, nbytes) -> str:
+        off = self.w.let(f"th_ws_alloc(ws_off, ws_len, ws_live, {len(self.slot)}, {self.slot[b]}, "
+                         f"{nbytes}, {self.start}, &ws_peak)", pure=False)
+        return self.w.let(f"base + {off}", "char *")
+
+    def release(self, b):
+        self.w.raw(f"ws_live[{self.slot[b]}] = false;")
+
+    def call(self, text, long_):
+        self.w.raw(text)
+
+    def gemm(self, steps, dtype, A, B, a_data, b_data, c_data, m, n, k):
+        suffix = "f32" if dtype == "float32" else "f64"
+        self.gemms.add(dtype)
+        self.w.raw(f"th_gemm_{suffix}({m}, {n}, {k}, {a_data}, {A[2]}, {A[3]}, {b_data}, {B[2]}, {B[3]}, "
+                   f"({crender.C_TYPES[dtype]} *){c_data});")
+
+    def end(self, results):
+        w = self.w
+        w.open("if (!measure)")
+        w.raw("int64_t *const header = (int64_t *)workspace;")
+        for k, view in enumerate(results):
+            at, nd = self.header_at[k], len(view.dims)
+            for d in range(nd):
+                w.raw(f"header[{at + d}] = {view.dims[d]};")
+                w.raw(f"header[{at + nd + d}] = {view.strides[d]};")
+            w.raw(f"outputs[{k}].data = {view.data};")
+            w.raw(f"outputs[{k}].ndim = {nd};")
+            w.raw(f"outputs[{k}].shape = header + {at};")
+            w.raw(f"outputs[{k}].strides = header + {at + nd};")
+        w.close()
+        w.raw("*size = ws_peak;")
+        w.raw("return THEANINE_OK;")
+
+
+def _size_dependencies(steps) -> set:
+    """The steps a sizing pass must run: those computing the integers that sizes depend on
+    (indices, alloc and reshape sizes, arange bounds). Their buffers must live on the stack
+    (the pass has no workspace); ValueError otherwise."""
+    s = steps.s
+    writer = s.writer()
+    need = []
+    for step in s.steps:
+        if isinstance(step, Index):
+            need += [p for item in step.items for p in item[1:] if p is not None]
+        elif isinstance(step, Fill):
+            need += step.dims
+        elif isinstance(step, Reshape):
+            need.append(step.shape)
+        elif isinstance(step, ARange):
+            need += [step.start, step.stop, step.step]
+    seen, run = set(), set()
+    while need:
+        b = need.pop()
+        if b in seen or b not in writer:
+            continue
+        seen.add(b)
+        k = writer[b]
+        step = s.steps[k]
+        if isinstance(step, ShapeOf):
+            continue
+        if isinstance(step, VIEW_STEPS):
+            need.append(step.src)
+            continue
+        if isinstance(step, Reshape) or steps.storage(b) != "stack":
+            raise ValueError(f"step {k} ({type(step).__name__}) computes integers that sizes depend "
+                             "on into an array that is not a small static intermediate; the exported "
+                             "code cannot size its workspace without running it")
+        run.add(k)
+        need.extend(read(step))
+    return run
+
+
+_EXPORT_PRELUDE = """
+/* First fit in the workspace: the lowest offset (a multiple of 64, from start) where bytes fit
+ * between the blocks still live; the peak is the workspace size a call needs. */
+static int64_t th_ws_alloc(int64_t *off, int64_t *len, bool *live, int count, int slot, int64_t bytes,
+                           int64_t start, int64_t *peak)
+{
+    const int64_t need = (bytes + 63) / 64 * 64;
+    int64_t at = start;
+    for (bool moved = true; moved;) {
+        moved = false;
+        for (int i = 0; i < count; i++)
+            if (live[i] && at < off[i] + len[i] && off[i] < at + need) {
+                at = off[i] + len[i];
+                moved = true;
+            }
+    }
+    off[slot] = at;
+    len[slot] = need;
+    live[slot] = true;
+    if (at + need > *peak)
+        *peak = at + need;
+    return at;
+}
+"""
+
+_GEMM = """
+/* c (m x n, C order) = a (m x k) @ b (k x n), strides in bytes: a loop nest, rows of b
+ * streamed into rows of c. */
+static void th_gemm_{sfx}(int64_t m, int64_t n, int64_t k, const char *a, int64_t as0, int64_t as1,
+                        const char *b, int64_t bs0, int64_t bs1, {t} *c)
+{{
+    for (int64_t i = 0; i < m * n; i++)
+        c[i] = 0;
+    for (int64_t i = 0; i < m; i++) {{
+        {t} *restrict ci = c + i * n;
+        for (int64_t p = 0; p < k; p++) {{
+            const {t} aip = *(const {t} *)(a + i * as0 + p * as1);
+            const char *bp = b + p * bs0;
+            if (bs1 == (int64_t)sizeof({t})) {{
+                const {t} *restrict bd = (const {t} *)bp;
+                for (int64_t j = 0; j < n; j++)
+                    ci[j] += aip * bd[j];
+            }} else {{
+                for (int64_t j = 0; j < n; j++)
+                    ci[j] += aip * *(const {t} *)(bp + j * bs1);
+            }}
+        }}
+    }}
+}}
+"""
+
+
+def _shape_text(shape) -> str:
+    sizes = ["?" if n is None else str(n) for n in shape]
+    return "(" + ", ".join(sizes) + ("," if len(sizes) == 1 else "") + ")"
+
+
+def render_export(schedule, kernels, constants: dict, name: str, input_labels, output_labels):
+    """(``name.c``, ``name.h``) texts: ``schedule`` (its kernels ``kernels``, (kernel,
+    inner_broadcast) pairs named ``__KERNEL{k}__``; its constant arrays ``constants`` by
+    table key) as a freestanding C library. ``input_labels`` / ``output_labels`` describe the
+    arguments and results in the header (sanitised). ValueError where the schedule cannot
+    be exported (see ``_index_dependencies``)."""
+    if not _NAME.match(name):
+        raise ValueError(f"export: {name!r} is not a C identifier")
+    host = _ExportHost(name, constants)
+    steps = _Steps(schedule, host)
+    steps.render()
+    module = crender.render_module(kernels, name, static=True)
+    for k in reversed(range(len(kernels))):
+        module = module.replace(f"__KERNEL{k}__", f"{name}_k{k}")
+    body = "\n".join(host.w.pruned())
+    for k in reversed(range(len(kernels))):
+        body = body.replace(f"__KERNEL{k}__", f"{name}_k{k}")
+    gemms = "".join(_GEMM.format(sfx="f32" if d == "float32" else "f64", t=crender.C_TYPES[d])
+                    for d in ("float32", "float64") if d in host.gemms)
+    header = _header(schedule, name, input_labels, output_labels)
+    source = f"""/* {name}.c: a function compiled by theanine, as freestanding C; its API is in {name}.h.
+ * Build: cc -O2 -std=c11 -c {name}.c (or with a program: cc -O2 -std=c11 main.c {name}.c -lm). */
+#include "{name}.h"
+
+{module}{_EXPORT_PRELUDE}{gemms}
+/* The workspace a sizing pass pretends to use (never read or written). */
+static _Alignas(64) char {name}_nowhere[64];
+
+{"".join(host.statics)}
+/* The schedule: checks, then each step. measure: only size the workspace (writing nothing). */
+static int {name}_exec(const theanine_buffer *inputs, theanine_buffer *outputs, char *workspace,
+        bool measure, int64_t *size)
+{{
+{body}
+}}
+
+int64_t {name}_workspace_size(const theanine_buffer *inputs)
+{{
+    int64_t size = 0;
+    const int rc = {name}_exec(inputs, NULL, NULL, true, &size);
+    return rc == THEANINE_OK ? size : rc;
+}}
+
+int {name}_run(const theanine_buffer *inputs, theanine_buffer *outputs, void *workspace)
+{{
+    int64_t size = 0;
+    return {name}_exec(inputs, outputs, (char *)workspace, false, &size);
+}}
+"""
+    return source, header
+
+
+def _header(schedule, name, input_labels, output_labels) -> str:
+    s = schedule
+
+    inputs = s.args + s.shared
+
+    def rows(buffers, labels):
+        out = []
+        for k, (b, label) in enumerate(zip(buffers, labels)):
+            buf = s.buffers[b]
+            out.append(f" *   {k:3d}  {buf.dtype:8s} {_shape_text(buf.shape):16s} {comment_text(label)}")
+        return out or [" *   (none)"]
+
+    errors = [f"#define {macro} ({code})  /* {text} */" for macro, code, text in EXPORT_ERRORS.values()]
+    lines = [
+        f"/* {name}.h: the C API of a function compiled by theanine ({name}.c holds the code; it",
+        " * needs no Python, NumPy or BLAS: cc -O2 -std=c11 main.c " + f"{name}.c -lm).",
+        " *",
+        " * Buffers in, buffers out, an explicit workspace:",
+        f" *   int64_t need = {name}_workspace_size(inputs);   bytes, or a negative error code",
+        " *   void *workspace = malloc(need > 0 ? need : 1);",
+        f" *   int rc = {name}_run(inputs, outputs, workspace);  THEANINE_OK (0) or an error code",
+        " *",
+        f" * inputs: {name}_NUM_INPUTS buffers, the function's inputs in order, then the current",
+        " *   values of the shared variables it reads. Each: data, ndim, shape (ndim sizes) and",
+        " *   strides (ndim byte strides; NULL for C order). Inputs are only read.",
+        f" * outputs: {name}_NUM_OUTPUTS buffers that {name}_run fills: the function's outputs in",
+        " *   order, then the new values of updated shared variables (in the order of the updates);",
+        " *   each is C-ordered, and its data, shape and strides live in the workspace: they stay",
+        " *   valid until the workspace is freed or passed to another call.",
+        " * workspace: at least workspace_size(inputs) bytes for these inputs (their sizes and the",
+        " *   values of index inputs), aligned to 8 bytes (malloc's memory is); reusable.",
+        " * Both functions are reentrant; calls with distinct workspaces may run in parallel.",
+        " *",
+        " * inputs:   #   dtype    shape            name",
+        *rows(inputs, input_labels),
+        " * outputs:  #   dtype    shape            what",
+        *rows(s.results, output_labels),
+        " */",
+        f"#ifndef {name.upper()}_H_INCLUDED",
+        f"#define {name.upper()}_H_INCLUDED",
+        "",
+        "#include <stddef.h>",
+        "#include <stdint.h>",
+        "",
+        "#ifdef __cplusplus",
+        'extern "C" {',
+        "#endif",
+        "",
+        "#ifndef THEANINE_BUFFER_DEFINED",
+        "#define THEANINE_BUFFER_DEFINED",
+        "typedef struct {",
+        "    void *data;",
+        "    int64_t ndim;",
+        "    const int64_t *shape;",
+        "    const int64_t *strides;",
+        "} theanine_buffer;",
+        "",
+        "#define THEANINE_OK 0",
+        *errors,
+        "#endif",
+        "",
+        f"#define {name}_NUM_INPUTS {len(inputs)}",
+        f"#define {name}_NUM_OUTPUTS {len(s.results)}",
+        "",
+        f"int64_t {name}_workspace_size(const theanine_buffer *inputs);",
+        f"int {name}_run(const theanine_buffer *inputs, theanine_buffer *outputs, void *workspace);",
+        "",
+        "#ifdef __cplusplus",
+        "}",
+        "#endif",
+        "",
+        f"#endif  /* {name.upper()}_H_INCLUDED */",
+        "",
+    ]
+    return "\n".join(lines)
