@@ -1,43 +1,49 @@
 """Renders kernel IR as CUDA C++ source, one translation unit per compiled function.
 
-This is source generation plus a compile check (``theanine.codegen.nvcc``): the
-runtime side -- device arrays, host/device transfers, cuBLAS GEMM, shared
-variables living on the device, a ``mode="cuda"`` that calls these kernels -- is
-NOT built yet. ``f.source("cuda")`` shows what a function's kernels become.
+``codegen.nvcc`` builds the unit into a shared library and ``compile.cuda_program``
+runs it (``mode="cuda"``); ``f.source("cuda")`` shows what a function's kernels become.
 
 For each kernel ``NAME`` of the module the source defines
 
 - ``struct NAME_params``: the kernel's arguments, passed to the kernel *by value*
   (in the parameter space): ``shape[ND]``, ``data[NB]`` (device pointers),
-  ``strides[NB][ND]`` (byte strides) and element counts, where ND is the kernel's
-  own static rank (``max(ndim, 1)``) and NB its number of buffers. No fixed
-  maximum rank; parameters above 4 KiB need sm_70 or newer and CUDA 12.1 (the
-  limit is then 32764 bytes, checked here).
-- ``__global__ void NAME_kernel(const NAME_params p)``:
-  elementwise kernels are a grid-stride loop over the output's elements; each
-  element's byte offsets are computed from its linear (row-major) index, the shape
-  and every buffer's strides (a stride of 0 broadcasts). Reductions run one block
-  of ``THEANINE_REDUCE_THREADS`` (256) threads per output element (a grid-stride
-  loop over output elements when there are more than the grid holds): each thread
-  accumulates a strided subset of that element's reduced elements in a register,
-  then a tree reduction in shared memory combines the threads' partial results,
-  and thread 0 combines the total into the output element, which holds the
-  reduction's identity on entry (as for the CPU back ends). Correctness first: a
-  reduction over a non-innermost axis reads memory uncoalesced, and a reduction to
-  a few output elements (a full sum) uses only that many blocks -- a two-pass or
-  split reduction is future work.
-- ``extern "C" void NAME(const int64_t *shape, char **data, const int64_t *strides,
-  void *stream)``: the host launcher, with the CPU kernels' signature plus a CUDA
-  stream (``cudaStream_t``; null for the default stream). ``shape``, ``data`` and
-  ``strides`` are host arrays (``strides[k * ND + d]``: buffer k's byte stride
-  along d; data = inputs then outputs), the pointers in ``data`` are *device*
-  pointers. It computes the grid and launches asynchronously; nothing is launched
-  for an empty output. Errors are left to the caller (``cudaGetLastError``).
+  ``strides[NB][ND]`` (byte strides) and counts, where ND is the kernel's own static
+  rank (``max(ndim, 1)``) and NB its number of buffers. No fixed maximum rank;
+  parameters above 4 KiB need sm_70 or newer and CUDA 12.1 (the limit is then 32764
+  bytes, checked here).
+- ``__global__`` kernels. Each element's byte offsets are computed from its linear
+  (row-major) index, the shape and every buffer's strides; offsets are 64-bit, and a
+  stride of 0 broadcasts.
+  Elementwise: ``NAME_kernel``, a grid-stride loop over the output's elements, a
+  template over the type ``I`` in which the index is split into coordinates
+  (``uint32_t`` when the element count fits, so that the divisions are 32-bit).
+  Reductions (``th_reduce_splits`` chooses): ``NAME_serial``, one thread per output
+  element when each reduces few elements (or there are very many output elements);
+  else ``NAME_kernel``, one block of ``THEANINE_REDUCE_THREADS`` (256) threads per output
+  element (each thread combines a strided subset in a register, then a tree in shared
+  memory combines the threads' values); when there are few output elements over many
+  elements, each output element's elements are split into chunks, one block per chunk
+  writes a partial result to a workspace and ``NAME_finish`` combines the partial results
+  of each output element (two passes, no atomics, so every kind and dtype is exact in
+  the same way). Every output element is written once: the output needs no
+  initialisation, and an output element over no elements gets the identity.
+- ``extern "C" int NAME(const int64_t *shape, char *const *data, const int64_t *strides,
+  void *stream)`` for an elementwise kernel, ``extern "C" int NAME(const int64_t *shape,
+  char *const *data, const int64_t *strides, void *workspace, void *stream)`` for a
+  reduction: the host launcher, with the CPU kernels' arguments plus a CUDA stream
+  (``cudaStream_t``; null for the default stream). ``shape``, ``data`` and ``strides``
+  are host arrays (``strides[k * ND + d]``: buffer k's byte stride along d; data =
+  inputs then outputs), the pointers in ``data`` are *device* pointers. It computes the
+  grid, launches asynchronously and returns ``cudaGetLastError()`` (0 on success);
+  nothing is launched for an empty output. A reduction's ``workspace`` is device memory
+  of ``NAME_workspace(shape)`` bytes (``extern "C" int64_t``; null when that is 0).
   Launchers are compiled under nvcc only (``#ifdef __CUDACC__``): with a shim for
   CUDA's built-ins a host C++ compiler builds the kernels themselves, which is how
   tests/test_cuda_source.py runs them on the CPU against the LLVM back end.
   ``THEANINE_REDUCE_THREADS`` may be predefined (a power of two) to change the
   reductions' block size.
+
+``render_gemm`` adds a tiled matrix product for when cuBLAS is not there.
 
 Semantics are llvm.py's, opcode by opcode and dtype by dtype (which are NumPy's):
 integer add/sub/mul/neg wrap (computed in an unsigned type, no UB); integer ``//``
@@ -112,8 +118,9 @@ __device__ __forceinline__ {t} th_min({t} x, {t} y) {{
   if (x == y) return signbit(x) ? x : y;
   return x < y ? x : y;
 }}
+/* -1, 0 or 1; NumPy's sign(-0.0) is +0.0 (x + 0 turns -0 into +0), NaN stays NaN */
 __device__ __forceinline__ {t} th_sign({t} x) {{
-  return x > 0 ? ({t})1 : (x < 0 ? ({t})-1 : x);
+  return x > 0 ? ({t})1 : (x < 0 ? ({t})-1 : __{f}add_rn(x, ({t})0));
 }}
 /* 1 / (1 + e**-x) without overflow: e = exp(-|x|), then 1/(1+e) or e/(1+e) */
 __device__ __forceinline__ {t} th_sigmoid({t} x) {{
@@ -157,6 +164,32 @@ PRELUDE = """\
 #ifndef THEANINE_REDUCE_THREADS
 #define THEANINE_REDUCE_THREADS %(threads)d
 #endif
+/* launches have at most this many blocks; every kernel loops over the rest (grid-stride) */
+#define THEANINE_MAX_BLOCKS %(max_blocks)d
+/* a reduction runs one thread per output element when each reduces at most this many
+   elements, or when there are at least this many output elements */
+#define THEANINE_SERIAL_MAX 64
+#define THEANINE_SERIAL_OUTPUTS 65536
+/* otherwise one block per output element, split into chunks of at least this many elements
+   (and a second pass) while the grid has fewer than THEANINE_SPLIT_BLOCKS blocks */
+#define THEANINE_REDUCE_CHUNK (THEANINE_REDUCE_THREADS * 16)
+#define THEANINE_SPLIT_BLOCKS 1024
+
+/* host helpers of the launchers */
+inline bool th_fits32(int64_t n) { return n < ((int64_t)1 << 31); }
+inline int64_t th_blocks(int64_t work, int64_t per_block) {
+  const int64_t blocks = (work + per_block - 1) / per_block;
+  return blocks < THEANINE_MAX_BLOCKS ? blocks : THEANINE_MAX_BLOCKS;
+}
+/* how a reduction of n_out output elements over n_red elements each is launched:
+   0 = one thread per output element, 1 = one block each, s > 1 = s blocks each (split) */
+inline int64_t th_reduce_splits(int64_t n_out, int64_t n_red) {
+  if (n_red <= THEANINE_SERIAL_MAX || n_out >= THEANINE_SERIAL_OUTPUTS) return 0;
+  const int64_t want = (n_red + THEANINE_REDUCE_CHUNK - 1) / THEANINE_REDUCE_CHUNK;
+  const int64_t room = THEANINE_SPLIT_BLOCKS / n_out;
+  const int64_t splits = want < room ? want : room;
+  return splits > 1 ? splits : 1;
+}
 
 /* helpers: inline (not static), so that unused ones draw no warnings */
 
@@ -198,7 +231,7 @@ template <typename T> __device__ __forceinline__ T th_ufloordiv(T x, T y) {
 template <typename T> __device__ __forceinline__ T th_umod(T x, T y) {
   return y == 0 ? (T)0 : (T)(x %% y);
 }
-""" % {"threads": THREADS,
+""" % {"threads": THREADS, "max_blocks": MAX_BLOCKS,
        "floats": _prelude_float("float", "f", "f") + _prelude_float("double", "d", "")}
 
 
@@ -413,44 +446,46 @@ def _store(b: _Body, buf, off, expr, dtype):
     b.raw(f"*({_STORAGE[dtype]} *)(p.data[{buf}] + {off}) = {cast}{expr};")
 
 
-def _offsets(b: _Body, dims, nbuf, index, names, start=None):
-    """Emit the per-buffer byte offsets ``names`` of the element with linear index ``index``
-    over ``dims`` (row-major, the last dimension fastest), added to ``start``."""
-    for k in range(nbuf):
-        b.raw(f"int64_t {names[k]} = {start[k] if start else 0};")
+def _offsets(b: _Body, dims, bufs, index, names, start=None, itype="int64_t"):
+    """Emit the byte offsets ``names`` (one per buffer index in ``bufs``) of the element with
+    linear index ``index`` over ``dims`` (row-major, the last dimension fastest), added to
+    ``start``. The index is split in ``itype`` (an elementwise kernel's template parameter
+    ``I`` makes its divisions 32-bit when the launcher finds that the count fits)."""
+    for k, name in enumerate(names):
+        b.raw(f"int64_t {name} = {start[k] if start else 0};")
     if not dims:
         return
-    b.raw(f"int64_t rest_{names[0]} = {index};")
+    rest = f"rest_{names[0]}"
+    b.raw(f"{itype} {rest} = ({itype})({index});")
     for pos, d in enumerate(reversed(dims)):
-        outermost = pos == len(dims) - 1
-        i = f"i{d}"
-        if outermost:
-            b.raw(f"const int64_t {i} = rest_{names[0]};")
+        i = f"i{d}_{names[0]}"
+        if pos == len(dims) - 1:
+            b.raw(f"const {itype} {i} = {rest};")
         else:
-            b.raw(f"const int64_t {i} = rest_{names[0]} % p.shape[{d}];")
-            b.raw(f"rest_{names[0]} /= p.shape[{d}];")
-        for k in range(nbuf):
-            b.raw(f"{names[k]} += {i} * p.strides[{k}][{d}];")
+            b.raw(f"const {itype} {i} = {rest} % ({itype})p.shape[{d}];")
+            b.raw(f"{rest} /= ({itype})p.shape[{d}];")
+        for buf, name in zip(bufs, names):
+            b.raw(f"{name} += (int64_t){i} * p.strides[{buf}][{d}];")
 
 
-def _check_params(name, nd, nbuf):
-    size = 8 * (nd + nbuf + nbuf * nd + 2)
+def _check_params(name, nd, nbuf, scalars):
+    size = 8 * (nd + nbuf + nbuf * nd + scalars)
     if size > MAX_PARAM_BYTES:
         raise ValueError(f"cuda: kernel {name} needs {size} bytes of parameters "
                          f"({nbuf} buffers of rank {nd}); the limit is {MAX_PARAM_BYTES}")
 
 
-def _params_struct(name, nd, nbuf, counts):
-    fields = " ".join(f"int64_t {c};" for c in counts)
+def _params_struct(name, nd, nbuf, fields):
     return (f"struct {name}_params {{\n  int64_t shape[{nd}];\n  char *data[{nbuf}];\n"
-            f"  int64_t strides[{nbuf}][{nd}];\n  {fields}\n}};")
+            f"  int64_t strides[{nbuf}][{nd}];\n  {' '.join(fields)}\n}};")
 
 
-def _launcher_head(name, nd, nbuf):
+def _launcher_head(name, nd, nbuf, workspace=False):
+    extra = "void *workspace, " if workspace else ""
     return [
         "#ifdef __CUDACC__",
-        f'extern "C" void {name}(const int64_t *shape, char **data, const int64_t *strides, '
-        "void *stream) {",
+        f'extern "C" int {name}(const int64_t *shape, char *const *data, const int64_t *strides, '
+        f"{extra}void *stream) {{",
         f"  {name}_params p;",
         f"  for (int d = 0; d < {nd}; ++d) p.shape[d] = shape[d];",
         f"  for (int k = 0; k < {nbuf}; ++k) {{",
@@ -460,6 +495,14 @@ def _launcher_head(name, nd, nbuf):
     ]
 
 
+def _launch_narrow_or_wide(kernel, blocks, threads, count):
+    """Launch the index-type template ``kernel`` with 32-bit indices when ``count`` fits."""
+    return [f"  if (th_fits32({count}))",
+            f"    {kernel}<uint32_t><<<(unsigned){blocks}, {threads}, 0, (cudaStream_t)stream>>>(p);",
+            "  else",
+            f"    {kernel}<int64_t><<<(unsigned){blocks}, {threads}, 0, (cudaStream_t)stream>>>(p);"]
+
+
 def render_elementwise(kernel: ElementwiseKernel, inner_broadcast=None) -> str:
     """The params struct, ``__global__`` kernel and host launcher of ``kernel``."""
     name, prog = kernel.name, kernel.program
@@ -467,10 +510,10 @@ def render_elementwise(kernel: ElementwiseKernel, inner_broadcast=None) -> str:
     n_in = len(prog.input_dtypes)
     out_dtypes = list(prog.output_dtypes)
     nbuf = n_in + len(out_dtypes)
-    _check_params(name, nd, nbuf)
+    _check_params(name, nd, nbuf, 1)
     b = _Body("    ")
     offs = [f"off{k}" for k in range(nbuf)]
-    _offsets(b, list(range(nd)), nbuf, "idx", offs)
+    _offsets(b, list(range(nd)), list(range(nbuf)), "idx", offs, itype="I")
     values = [(b.let(dt, _load(k, offs[k], dt), "x"), dt) for k, dt in enumerate(prog.input_dtypes)]
     for m, (expr, dt) in enumerate(_program(b, prog, values)):
         _store(b, n_in + m, offs[n_in + m], expr, dt)
@@ -481,10 +524,11 @@ def render_elementwise(kernel: ElementwiseKernel, inner_broadcast=None) -> str:
         f"{len(out_dtypes)} output(s)",
         *["   " + line for line in str(prog).splitlines()],
         "*/",
-        _params_struct(name, nd, nbuf, ["total"]),
+        _params_struct(name, nd, nbuf, ["int64_t total;"]),
         "",
+        "template <typename I>",
         f"__global__ void __launch_bounds__({THREADS}) {name}_kernel(const {name}_params p) {{",
-        f"  for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < p.total;",
+        "  for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < p.total;",
         "       idx += (int64_t)gridDim.x * blockDim.x) {",
         *b.lines,
         "  }",
@@ -494,10 +538,9 @@ def render_elementwise(kernel: ElementwiseKernel, inner_broadcast=None) -> str:
         "  int64_t total = 1;",
         f"  for (int d = 0; d < {nd}; ++d) total *= shape[d];",
         "  p.total = total;",
-        "  if (total <= 0) return;",
-        f"  int64_t blocks = (total + {THREADS - 1}) / {THREADS};",
-        f"  if (blocks > {MAX_BLOCKS}) blocks = {MAX_BLOCKS};",
-        f"  {name}_kernel<<<(unsigned)blocks, {THREADS}, 0, (cudaStream_t)stream>>>(p);",
+        "  if (total <= 0) return 0;",
+        *_launch_narrow_or_wide(f"{name}_kernel", f"th_blocks(total, {THREADS})", THREADS, "total"),
+        "  return (int)cudaGetLastError();",
         "}",
         "#endif",
     ])
@@ -534,81 +577,221 @@ def _combine(kind, dtype, acc, value) -> str:
     return f"th_i{kind}<{t}>({acc}, {value})"
 
 
+def _tree(kind, out):
+    """Combine the block's per-thread values ``acc`` into ``sh[0]`` (a tree in shared memory)."""
+    return ["    sh[tid] = acc;",
+            "    __syncthreads();",
+            "    for (int s = THEANINE_REDUCE_THREADS / 2; s > 0; s >>= 1) {",
+            f"      if (tid < s) sh[tid] = {_combine(kind, out, 'sh[tid]', 'sh[tid + s]')};",
+            "      __syncthreads();",
+            "    }"]
+
+
 def render_reduce(kernel: ReduceKernel, inner_broadcast=None) -> str:
-    """The params struct, ``__global__`` kernel and host launcher of ``kernel``."""
+    """The params struct, the three ``__global__`` kernels (``NAME_serial``: one thread per
+    output element; ``NAME_kernel``: one block per output element, or per chunk of one when
+    split; ``NAME_finish``: the second pass of a split reduction), the workspace query and
+    the host launcher of ``kernel``. Each output element is written exactly once, so the
+    output needs no initialisation; an output element over no elements gets the identity."""
     name, prog, kind, out = kernel.name, kernel.program, kernel.kind, kernel.out_dtype
     nd = max(kernel.ndim, 1)
     axes = sorted(a for a in kernel.axes if a < nd)
     kept = [d for d in range(nd) if d not in axes]
     n_in = len(prog.input_dtypes)
     nbuf = n_in + 1
-    _check_params(name, nd, nbuf)
-    t = CUDA_TYPES[out]
-    outer = _Body("    ")
-    base = [f"base{k}" for k in range(nbuf)]
-    _offsets(outer, kept, nbuf, "o", base)
-    inner = _Body("      ")
-    offs = [f"off{k}" for k in range(n_in)]
-    _offsets(inner, axes, n_in, "r", offs, base)
-    values = [(inner.let(dt, _load(k, offs[k], dt), "x"), dt) for k, dt in enumerate(prog.input_dtypes)]
-    expr, dt = _program(inner, prog, values)[0]
-    inner.raw(f"acc = {_combine(kind, out, 'acc', _convert(expr, dt, out))};")
-    inner.drop_unused()
-    out_ref = f"*({_STORAGE[out]} *)(p.data[{n_in}] + {base[n_in]})"
-    current = f"({out_ref} != 0)" if out == "bool" else out_ref
-    total = _combine(kind, out, current, "sh[0]")
+    _check_params(name, nd, nbuf, 5)
+    t, store = CUDA_TYPES[out], _STORAGE[out]
+    to_store = "(uint8_t)" if out == "bool" else ""
+
+    def bodies(indent):
+        outer = _Body(indent)
+        base = [f"base{k}" for k in range(nbuf)]
+        _offsets(outer, kept, list(range(nbuf)), "o", base)
+        inner = _Body(indent + "  ")
+        offs = [f"off{k}" for k in range(n_in)]
+        _offsets(inner, axes, list(range(n_in)), "r", offs, base)
+        values = [(inner.let(dt, _load(k, offs[k], dt), "x"), dt)
+                  for k, dt in enumerate(prog.input_dtypes)]
+        expr, dt = _program(inner, prog, values)[0]
+        inner.raw(f"acc = {_combine(kind, out, 'acc', _convert(expr, dt, out))};")
+        inner.drop_unused()
+        return outer.lines, inner.lines
+
+    out_ref = f"*({store} *)(p.data[{n_in}] + base{n_in})"
+    partial_ref = f"(({store} *)p.partial)"
+    partial_value = f"{partial_ref}[o * p.splits + s]"
+    if out == "bool":
+        partial_value = f"({partial_value} != 0)"
+    serial_outer, serial_inner = bodies("    ")
+    tree_outer, tree_inner = bodies("    ")
+    finish_outer = _Body("    ")
+    _offsets(finish_outer, kept, [n_in], "o", [f"base{n_in}"])
     label = f" ({kernel.label})" if kernel.label else ""
-    shape_product = " * ".join(f"shape[{d}]" for d in kept) or "1"
-    reduced_product = " * ".join(f"shape[{d}]" for d in axes) or "1"
+    n_out = " * ".join(f"shape[{d}]" for d in kept) or "1"
+    n_red = " * ".join(f"shape[{d}]" for d in axes) or "1"
+    head = f"__global__ void __launch_bounds__(THEANINE_REDUCE_THREADS) {name}"
     return "\n".join([
         f"/* {name}: {kind} over axes {list(kernel.axes)}{label} into {out}, rank {kernel.ndim}, "
         f"{n_in} input(s)",
         *["   " + line for line in str(prog).splitlines()],
         "*/",
-        _params_struct(name, nd, nbuf, ["n_out", "n_red"]),
+        _params_struct(name, nd, nbuf, ["int64_t n_out;", "int64_t n_red;", "int64_t splits;",
+                                        "int64_t chunk;", "char *partial;"]),
         "",
-        f"__global__ void __launch_bounds__(THEANINE_REDUCE_THREADS) {name}_kernel(const {name}_params p) {{",
-        f"  __shared__ {t} sh[THEANINE_REDUCE_THREADS];",
-        "  const int tid = threadIdx.x;",
-        "  for (int64_t o = blockIdx.x; o < p.n_out; o += gridDim.x) {",
-        *outer.lines,
+        "/* one thread per output element, combining its elements in order */",
+        f"{head}_serial(const {name}_params p) {{",
+        "  for (int64_t o = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; o < p.n_out;",
+        "       o += (int64_t)gridDim.x * blockDim.x) {",
+        *serial_outer,
         f"    {t} acc = {_identity(kind, out)};",
-        "    for (int64_t r = tid; r < p.n_red; r += THEANINE_REDUCE_THREADS) {",
-        *inner.lines,
+        "    for (int64_t r = 0; r < p.n_red; ++r) {",
+        *serial_inner,
         "    }",
-        "    sh[tid] = acc;",
-        "    __syncthreads();",
-        "    for (int s = THEANINE_REDUCE_THREADS / 2; s > 0; s >>= 1) {",
-        f"      if (tid < s) sh[tid] = {_combine(kind, out, 'sh[tid]', 'sh[tid + s]')};",
-        "      __syncthreads();",
-        "    }",
-        "    if (tid == 0) {",
-        f"      {out_ref} = {'(uint8_t)' if out == 'bool' else ''}{total};",
-        "    }",
-        "    __syncthreads();  /* sh is reused by the next output element */",
+        f"    {out_ref} = {to_store}acc;",
         "  }",
         "}",
         "",
-        *_launcher_head(name, nd, nbuf),
-        f"  const int64_t n_out = {shape_product};",
-        f"  const int64_t n_red = {reduced_product};",
+        "/* one block per output element o and chunk c of its elements (item = o * splits + c):",
+        "   each thread combines a strided subset of the chunk, a tree in shared memory combines",
+        "   the threads' values; the result is the output element when there is one chunk,",
+        "   else the partial result `item` */",
+        f"{head}_kernel(const {name}_params p) {{",
+        f"  __shared__ {t} sh[THEANINE_REDUCE_THREADS];",
+        "  const int tid = threadIdx.x;",
+        "  for (int64_t item = blockIdx.x; item < p.n_out * p.splits; item += gridDim.x) {",
+        "    const int64_t o = item / p.splits;",
+        "    const int64_t lo = (item - o * p.splits) * p.chunk;",
+        "    const int64_t hi = lo + p.chunk < p.n_red ? lo + p.chunk : p.n_red;",
+        *tree_outer,
+        f"    {t} acc = {_identity(kind, out)};",
+        "    for (int64_t r = lo + tid; r < hi; r += THEANINE_REDUCE_THREADS) {",
+        *tree_inner,
+        "    }",
+        *_tree(kind, out),
+        "    if (tid == 0) {",
+        f"      if (p.splits == 1) {out_ref} = {to_store}sh[0];",
+        f"      else {partial_ref}[item] = {to_store}sh[0];",
+        "    }",
+        "    __syncthreads();  /* sh is reused by the next item */",
+        "  }",
+        "}",
+        "",
+        "/* the second pass of a split reduction: output element o combines the partial results",
+        "   o * splits .. o * splits + splits - 1 */",
+        f"{head}_finish(const {name}_params p) {{",
+        f"  __shared__ {t} sh[THEANINE_REDUCE_THREADS];",
+        "  const int tid = threadIdx.x;",
+        "  for (int64_t o = blockIdx.x; o < p.n_out; o += gridDim.x) {",
+        *finish_outer.lines,
+        f"    {t} acc = {_identity(kind, out)};",
+        "    for (int64_t s = tid; s < p.splits; s += THEANINE_REDUCE_THREADS)",
+        f"      acc = {_combine(kind, out, 'acc', partial_value)};",
+        *_tree(kind, out),
+        f"    if (tid == 0) {out_ref} = {to_store}sh[0];",
+        "    __syncthreads();",
+        "  }",
+        "}",
+        "",
+        "/* bytes of device workspace the launcher needs for this shape (0: none) */",
+        f'extern "C" int64_t {name}_workspace(const int64_t *shape) {{',
+        f"  const int64_t splits = th_reduce_splits({n_out}, {n_red});",
+        f"  return splits > 1 ? {n_out} * splits * (int64_t)sizeof({store}) : 0;",
+        "}",
+        "",
+        *_launcher_head(name, nd, nbuf, workspace=True),
+        f"  const int64_t n_out = {n_out};",
+        f"  const int64_t n_red = {n_red};",
+        "  if (n_out <= 0) return 0;",
+        "  const int64_t splits = th_reduce_splits(n_out, n_red);",
+        "  if (splits > 1 && workspace == nullptr) return (int)cudaErrorInvalidValue;",
         "  p.n_out = n_out;",
         "  p.n_red = n_red;",
-        "  if (n_out <= 0) return;",
-        "  const int64_t blocks = n_out < 2147483647 ? n_out : 2147483647;",
-        f"  {name}_kernel<<<(unsigned)blocks, THEANINE_REDUCE_THREADS, 0, (cudaStream_t)stream>>>(p);",
+        "  p.splits = splits > 1 ? splits : 1;",
+        "  p.chunk = (n_red + p.splits - 1) / p.splits;",
+        "  p.partial = (char *)workspace;",
+        "  const cudaStream_t s = (cudaStream_t)stream;",
+        "  if (splits == 0) {",
+        f"    {name}_serial<<<(unsigned)th_blocks(n_out, THEANINE_REDUCE_THREADS), "
+        "THEANINE_REDUCE_THREADS, 0, s>>>(p);",
+        "  } else {",
+        f"    {name}_kernel<<<(unsigned)th_blocks(n_out * p.splits, 1), THEANINE_REDUCE_THREADS, 0, s>>>(p);",
+        "    if (splits > 1)",
+        f"      {name}_finish<<<(unsigned)th_blocks(n_out, 1), THEANINE_REDUCE_THREADS, 0, s>>>(p);",
+        "  }",
+        "  return (int)cudaGetLastError();",
         "}",
         "#endif",
     ])
 
 
-def render_module(kernels, name="theanine_module") -> str:
+#: the side of the square tiles of the fallback matrix product
+GEMM_TILE = 16
+
+
+def render_gemm(name: str, dtype: str) -> str:
+    """A tiled matrix product ``C = A @ B`` for ``dtype`` (float32 or float64), for when
+    cuBLAS cannot be loaded: A (m x k) and B (k x n) are read through any element strides,
+    C (m x n) is written row-major and contiguous. Its launcher is ``int NAME(int64_t m,
+    int64_t n, int64_t k, const void *a, int64_t sa0, int64_t sa1, const void *b, int64_t sb0,
+    int64_t sb1, void *c, void *stream)`` (k = 0 gives zeros)."""
+    if dtype not in FLOATS:
+        raise ValueError(f"cuda: no matrix product kernel for {dtype}")
+    t, tile = CUDA_TYPES[dtype], GEMM_TILE
+    return "\n".join([
+        f"/* {name}: C = A @ B in {dtype}, {tile} x {tile} tiles through shared memory */",
+        f"__global__ void __launch_bounds__({tile * tile}) {name}_kernel(const int64_t m, const int64_t n, "
+        "const int64_t k,",
+        f"    const {t} *a, const int64_t sa0, const int64_t sa1, const {t} *b, const int64_t sb0,",
+        f"    const int64_t sb1, {t} *c) {{",
+        f"  __shared__ {t} ta[{tile}][{tile + 1}];",
+        f"  __shared__ {t} tb[{tile}][{tile + 1}];",
+        f"  const int tx = threadIdx.x % {tile}, ty = threadIdx.x / {tile};",
+        f"  const int64_t col = (int64_t)blockIdx.x * {tile} + tx;",
+        f"  for (int64_t r0 = (int64_t)blockIdx.y * {tile}; r0 < m; r0 += (int64_t)gridDim.y * {tile}) {{",
+        "    const int64_t row = r0 + ty;",
+        f"    {t} acc = 0;",
+        f"    for (int64_t k0 = 0; k0 < k; k0 += {tile}) {{",
+        f"      ta[ty][tx] = row < m && k0 + tx < k ? a[row * sa0 + (k0 + tx) * sa1] : ({t})0;",
+        f"      tb[ty][tx] = k0 + ty < k && col < n ? b[(k0 + ty) * sb0 + col * sb1] : ({t})0;",
+        "      __syncthreads();",
+        f"      for (int j = 0; j < {tile}; ++j) acc += ta[ty][j] * tb[j][tx];",
+        "      __syncthreads();",
+        "    }",
+        "    if (row < m && col < n) c[row * n + col] = acc;",
+        "  }",
+        "}",
+        "",
+        "#ifdef __CUDACC__",
+        f'extern "C" int {name}(int64_t m, int64_t n, int64_t k, const void *a, int64_t sa0, '
+        "int64_t sa1,",
+        "    const void *b, int64_t sb0, int64_t sb1, void *c, void *stream) {",
+        "  if (m <= 0 || n <= 0) return 0;",
+        f"  const int64_t row_tiles = (m + {tile - 1}) / {tile};",
+        f"  const dim3 grid((unsigned)((n + {tile - 1}) / {tile}), "
+        "(unsigned)(row_tiles < 65535 ? row_tiles : 65535));",
+        f"  {name}_kernel<<<grid, {tile * tile}, 0, (cudaStream_t)stream>>>(m, n, k, (const {t} *)a, sa0, sa1,",
+        f"      (const {t} *)b, sb0, sb1, ({t} *)c);",
+        "  return (int)cudaGetLastError();",
+        "}",
+        "#endif",
+    ])
+
+
+#: separates the module's parts: the prelude, then one part per kernel, each of which
+#: compiles on its own after the prelude (codegen.nvcc builds them in parallel)
+UNIT_SEPARATOR = "/* ---- theanine: a unit of its own follows ---- */"
+
+
+def render_module(kernels, name="theanine_module", gemms=()) -> str:
     """One CUDA C++ translation unit defining every kernel of ``kernels``
-    ((kernel, inner_broadcast) pairs): for each, a params struct, a ``__global__``
-    kernel ``NAME_kernel`` and a host launcher ``NAME``."""
-    parts = [f"/* {name}: CUDA C++ generated by theanine.codegen.cuda ({len(kernels)} kernel(s)).\n"
-             "   Launchers: void NAME(const int64_t *shape, char **data, const int64_t *strides,\n"
-             "   void *stream); data holds device pointers (inputs, then outputs). */",
-             PRELUDE]
-    parts += render_each(kernels, render_elementwise, render_reduce)
-    return "\n\n".join(parts) + "\n"
+    ((kernel, inner_broadcast) pairs), each with its params struct, ``__global__`` kernels
+    and host launcher ``NAME``, and a matrix product (``render_gemm``) for each
+    ``(name, dtype)`` of ``gemms``. ``UNIT_SEPARATOR`` lines split it into the prelude
+    and one part per kernel."""
+    head = (f"/* {name}: CUDA C++ generated by theanine.codegen.cuda ({len(kernels)} kernel(s)).\n"
+            "   Launchers: int NAME(const int64_t *shape, char *const *data, const int64_t *strides,\n"
+            "   [void *workspace,] void *stream), returning a cudaError_t; data holds device\n"
+            "   pointers (inputs, then outputs). */\n\n" + PRELUDE)
+    parts = render_each(kernels, render_elementwise, render_reduce)
+    parts += [render_gemm(gemm_name, dtype) for gemm_name, dtype in gemms]
+    return f"\n\n{UNIT_SEPARATOR}\n".join([head] + parts) + "\n"

@@ -1,15 +1,20 @@
-"""CUDA C++ source generation (codegen/cuda.py) and its nvcc compile check (codegen/nvcc.py).
+"""CUDA C++ source generation (codegen/cuda.py) and nvcc (codegen/nvcc.py).
 
-Rendering is checked everywhere; compiling needs nvcc (skipped without it). Nothing runs
-on a GPU (the device runtime is not built yet, see tests/gpu/README.md), but the generated
-kernels are run on the CPU through a shim and compared with the LLVM back end (needs a
-host C++ compiler).
+Rendering is checked everywhere; compiling and building libraries needs nvcc (skipped
+without it). Nothing here needs a GPU: the generated kernels are run on the CPU through
+a shim, with launchers of the same signatures as the CUDA ones, and compared with the
+LLVM back end (needs a host C++ compiler). tests/test_cuda_mode.py runs whole functions
+on these emulated libraries; the GPU itself is tests/gpu/'s business.
 """
 
 import ctypes
+import hashlib
 import math
+import os
+import re
 import shutil
 import subprocess
+import tempfile
 
 import numpy as np
 import pytest
@@ -71,6 +76,8 @@ def _reduce_kernels():
         Instr("tanh", (3,), "float32", "float32"),
     ), (4,))
     kernels.append((ReduceKernel("cu_reduce_fused_tanh", 2, (1,), "sum", fused, "float64"), [False, True]))
+    kernels.append((ReduceKernel("cu_reduce_middle", 3, (1,), "sum", lower.identity_program("float64"),
+                                 "float64"), [False]))
     return kernels
 
 
@@ -84,11 +91,15 @@ def _mlp():
     return theanine.function([x, w1, b1, w2, y], [loss, *grads])
 
 
+GEMMS = [("cu_gemm_float32", "float32"), ("cu_gemm_float64", "float64")]
+
+
 @pytest.fixture(scope="module")
 def everything():
-    """(kernels, source) of one module with every opcode kernel and every reduction."""
+    """(kernels, source) of one module with every opcode kernel, every reduction and the
+    matrix products."""
     kernels = _opcode_kernels() + [_constants_kernel()] + _reduce_kernels()
-    return kernels, cuda.render_module(kernels, "theanine_module")
+    return kernels, cuda.render_module(kernels, "theanine_module", GEMMS)
 
 
 def test_function_source_names_every_kernel():
@@ -96,15 +107,20 @@ def test_function_source_names_every_kernel():
     f = theanine.function([x, y], [T.exp(-x * x) + y, T.sum(T.tanh(x) * y, axis=1)])
     text = f.source("cuda")
     assert len(f.kernels) == 2
-    assert text.count("__global__") == 2 and "#include <cstdint>" in text
+    assert text.count("__global__") == 1 + 3 and "#include <cstdint>" in text
     # kernel names carry a digest of the rendered source, so they differ per target
     same, names = native.render(native.plan_kernels(f.graph)[0], "cuda")
     assert same == text and len(names) == 2
-    for name in names:
-        assert f"__global__ void __launch_bounds__(256) {name}_kernel(" in text \
-            or f"__global__ void __launch_bounds__(THEANINE_REDUCE_THREADS) {name}_kernel(" in text
-        assert f'extern "C" void {name}(const int64_t *shape, char **data, ' \
-               f"const int64_t *strides, void *stream)" in text
+    elementwise, reduction = names
+    assert (f"template <typename I>\n__global__ void __launch_bounds__(256) {elementwise}_kernel("
+            in text)
+    assert f'extern "C" int {elementwise}(const int64_t *shape, char *const *data, ' \
+           f"const int64_t *strides, void *stream)" in text
+    for part in ("serial", "kernel", "finish"):
+        assert f"__global__ void __launch_bounds__(THEANINE_REDUCE_THREADS) {reduction}_{part}(" in text
+    assert f'extern "C" int {reduction}(const int64_t *shape, char *const *data, ' \
+           f"const int64_t *strides, void *workspace, void *stream)" in text
+    assert f'extern "C" int64_t {reduction}_workspace(const int64_t *shape)' in text
     assert "__KERNEL" not in text and "theanine_module" not in text
     reference = theanine.function([x, y], T.exp(-x * x) + y, mode="py")
     assert "__global__" in reference.source("cuda")  # any mode renders CUDA
@@ -119,10 +135,13 @@ def test_every_opcode_and_reduction_renders(everything):
     assert ops == supported and len(ops) > 50
     kinds = {k.kind for k, _ in kernels if isinstance(k, ReduceKernel)}
     assert kinds == set(REDUCE_KINDS)
+    n_reduce = sum(isinstance(k, ReduceKernel) for k, _ in kernels)
     for kernel, _ in kernels:
         assert f" {kernel.name}_kernel(const {kernel.name}_params p)" in text
-        assert f'extern "C" void {kernel.name}(' in text
-    assert text.count("__global__") == len(kernels)
+        assert f'extern "C" int {kernel.name}(' in text
+    for name, dtype in GEMMS:
+        assert f"{name}_kernel(const int64_t m," in text and f'extern "C" int {name}(' in text
+    assert text.count("__global__") == len(kernels) + 2 * n_reduce + len(GEMMS)
 
 
 def test_semantics_helpers_are_used():
@@ -138,6 +157,15 @@ def test_semantics_helpers_are_used():
     assert "(int8_t)th_f2i(" in body("cast", "float64", "int8", 1)
     assert "th_max(" in body("max", "float64") and "th_imax<int64_t>" in body("max", "int64")
     assert "th_mul(" in body("mul", "float32")  # never contracted into an fma
+
+
+def test_index_arithmetic_is_32_bit_only_where_the_launcher_allows():
+    text = cuda.render_elementwise(ElementwiseKernel("k", 3, lower.identity_program("float32")))
+    assert "I rest_off0 = (I)(idx);" in text and "% (I)p.shape[2]" in text
+    assert "if (th_fits32(total))\n    k_kernel<uint32_t>" in text and "k_kernel<int64_t>" in text
+    reduce = cuda.render_reduce(ReduceKernel("r", 3, (0, 2), "sum", lower.identity_program("int64"),
+                                             "int64"))
+    assert "int64_t rest_base0 = (int64_t)(o);" in reduce and "(I)" not in reduce
 
 
 def test_source_is_deterministic():
@@ -157,16 +185,61 @@ def test_oversized_parameters_are_refused():
         cuda.render_module([(ElementwiseKernel("big", 8, prog), [False] * n)])
 
 
+def test_gemm_is_only_for_floats():
+    assert "__shared__ double ta[16][17];" in cuda.render_gemm("g", "float64")
+    with pytest.raises(ValueError, match="no matrix product kernel for int32"):
+        cuda.render_gemm("g", "int32")
+
+
 def test_nvcc_command_and_path(monkeypatch, tmp_path):
     monkeypatch.setenv("THEANINE_NVCC", str(tmp_path / "missing-nvcc"))
     assert not nvcc.available()
     with pytest.raises(RuntimeError, match="nvcc not found"):
         nvcc.compile_check("")
+    with pytest.raises(RuntimeError, match="nvcc not found"):
+        nvcc.build_library("")
     monkeypatch.delenv("THEANINE_NVCC")
     cmd = nvcc.command("sm_90", "cubin")
     assert cmd[1:5] == ["-std=c++17", "-arch=sm_90", "-cubin", "-o"]
     with pytest.raises(ValueError, match="output"):
         nvcc.command(output="exe")
+
+
+def test_library_commands_target_the_gpu_and_embed_ptx():
+    cmd = nvcc.library_command("m.cu", "m.so", "90")
+    assert {"-shared", "-fPIC", "-O3"} <= set(cmd) and "-cudart shared" in " ".join(cmd)
+    assert "-gencode arch=compute_90,code=sm_90" in " ".join(cmd)
+    assert "-gencode arch=compute_90,code=compute_90" in " ".join(cmd)  # PTX for newer GPUs
+    assert "-use_fast_math" not in cmd and cmd[-3:] == ["-o", "m.so", "m.cu"]
+    assert "arch=compute_80,code=sm_80" in " ".join(nvcc.library_command("m.cu", "m.so", 80))
+    with pytest.raises(ValueError, match="arch must be digits"):
+        nvcc.library_command("m.cu", "m.so", "sm_90")
+    unit = nvcc.unit_command("u.cu", "u.o", "90")
+    assert unit[-4:] == ["-c", "-o", "u.o", "u.cu"] and "-shared" not in unit
+    assert "arch=compute_90,code=sm_90" in unit
+    link = nvcc.link_command(["a.o", "b.o"], "m.so")
+    assert "-shared" in link and link[-4:] == ["-o", "m.so", "a.o", "b.o"]
+    lib_dir = nvcc.toolkit_lib_dir()
+    if lib_dir is not None:   # the library finds the toolkit's libcudart
+        assert any(name.startswith("libcudart.so") for name in os.listdir(lib_dir))
+        assert f"-rpath,{lib_dir}" in link
+
+
+def test_modules_split_into_units_of_about_equal_size():
+    kernels = [(ElementwiseKernel(f"u{k}", 1 + k % 3, lower.identity_program("float32")), [False])
+               for k in range(7)]
+    source = cuda.render_module(kernels, gemms=[("u_gemm", "float64")])
+    assert source.count(cuda.UNIT_SEPARATOR) == 8
+    units = nvcc.split_units(source, 3)
+    assert len(units) == 3 and all(u.count("#include <cstdint>") == 1 for u in units)
+    names = [f"u{k}" for k in range(7)] + ["u_gemm"]
+    for name in names:  # every kernel in exactly one unit
+        assert sum(f'extern "C" int {name}(' in u for u in units) == 1
+    sizes = [len(u) for u in units]
+    assert max(sizes) < 1.5 * min(sizes)
+    (one,) = nvcc.split_units(source, 1)
+    assert all(one.count(f'extern "C" int {name}(') == 1 for name in names)
+    assert len(nvcc.split_units(source, 50)) == 8
 
 
 needs_nvcc = pytest.mark.skipif(not nvcc.available(), reason="nvcc is not installed")
@@ -176,7 +249,9 @@ needs_nvcc = pytest.mark.skipif(not nvcc.available(), reason="nvcc is not instal
 def test_every_opcode_and_reduction_compiles(everything):
     kernels, text = everything
     ptx = nvcc.compile_check(text, arch="sm_80", output="ptx").decode()
-    assert ptx.count(".entry ") == len(kernels)
+    n_reduce = sum(isinstance(k, ReduceKernel) for k, _ in kernels)
+    # elementwise kernels twice (32- and 64-bit indices), reductions three kernels
+    assert ptx.count(".entry ") == 2 * (len(kernels) - n_reduce) + 3 * n_reduce + len(GEMMS)
     for kernel, _ in kernels:
         assert f"{kernel.name}_kernel" in ptx
 
@@ -185,23 +260,81 @@ def test_every_opcode_and_reduction_compiles(everything):
 def test_mlp_kernels_compile_and_errors_are_reported():
     f = _mlp()
     text = f.source("cuda")
-    assert len(f.kernels) >= 3 and text.count("__global__") == len(f.kernels)
+    assert len(f.kernels) >= 3 and text.count("__global__") >= len(f.kernels)
     assert nvcc.compile_check(text, arch="sm_80", output="cubin")[:4] == b"\x7fELF"
     with pytest.raises(RuntimeError, match=r"nvcc failed[\s\S]*error"):
         nvcc.compile_check("this is not C++;\n")
 
 
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    """A fresh on-disk cache, and no library loaded yet in this process."""
+    from theanine.compile.cache import DiskCache
+    monkeypatch.setattr(nvcc, "_loaded", {})
+    return DiskCache(tmp_path / "cache")
+
+
+@needs_nvcc
+def test_library_is_built_cached_on_disk_and_loaded_once(private_cache, monkeypatch):
+    kernels = [(ElementwiseKernel("lib_copy", 2, lower.identity_program("float32")), [False]),
+               (ReduceKernel("lib_sum", 2, (1,), "sum", lower.identity_program("float64"), "float64"),
+                [False])]
+    source = cuda.render_module(kernels, gemms=[("lib_gemm", "float32")])
+    lib = nvcc.load_library(source, "90", cache=private_cache)
+    for name in ("lib_copy", "lib_sum", "lib_sum_workspace", "lib_gemm"):
+        assert nvcc.symbol(lib, name) is not None
+    with pytest.raises(RuntimeError, match="symbol 'lib_missing' was not found"):
+        nvcc.symbol(lib, "lib_missing")
+    assert private_cache.stats["writes"] == 1
+    assert nvcc.load_library(source, "90", cache=private_cache) is lib      # loaded once
+    monkeypatch.setattr(nvcc, "_loaded", {})
+    monkeypatch.setattr(nvcc, "build_library", lambda *a: pytest.fail("nvcc ran again"))
+    again = nvcc.load_library(source, "90", cache=private_cache)          # from the disk cache
+    assert again is not lib and private_cache.stats["hits"] == 1
+    assert nvcc.library_key(source, "90") != nvcc.library_key(source, "80")
+    # the launchers query their workspace on the host: a full sum of 10**6 elements is split
+    workspace = nvcc.symbol(lib, "lib_sum_workspace")
+    workspace.restype, workspace.argtypes = ctypes.c_int64, [ctypes.c_void_p]
+    shape = np.array([1, 10**6], dtype=np.int64)
+    assert workspace(shape.ctypes.data) == 8 * math.ceil(10**6 / (256 * 16))
+    shape = np.array([1000, 100], dtype=np.int64)
+    assert workspace(shape.ctypes.data) == 0
+
+
+@needs_nvcc
+def test_launch_without_a_gpu_returns_an_error(private_cache):
+    from theanine.cuda import is_available
+    if is_available():
+        pytest.skip("a GPU is present: launches succeed")
+    source = cuda.render_module([(ElementwiseKernel("nogpu", 1, lower.identity_program("float32")),
+                                  [False])])
+    lib = nvcc.load_library(source, "90", cache=private_cache)
+    launch = nvcc.symbol(lib, "nogpu")
+    launch.restype = ctypes.c_int
+    x = np.ones(4, dtype=np.float32)
+    shape, strides = np.array([4], dtype=np.int64), np.array([4, 4], dtype=np.int64)
+    data = (ctypes.c_void_p * 2)(x.ctypes.data, x.ctypes.data)
+    code = launch(ctypes.c_void_p(shape.ctypes.data), data, ctypes.c_void_p(strides.ctypes.data), None)
+    assert code != 0
+    from theanine.codegen import cudart
+    with pytest.raises(cudart.CudaError, match=f"CUDA error {code}"):
+        cudart.check(code, "the launch")
+
+
 # --- the generated kernels run on the CPU, against the LLVM back end ---------------------------
 #
 # With a small shim (CUDA's built-ins as host code, a block's threads as host threads,
-# __syncthreads as a barrier) a host C++ compiler builds the very kernels nvcc compiles;
-# launchers are left out (they are under __CUDACC__). One block runs each kernel:
-# elementwise kernels with 7 threads (the grid-stride loop), reductions with 32 (the
-# strided accumulation over up to 100 elements and the shared-memory tree). Results must
-# equal the LLVM kernels' bit for bit, except where the math library or reassociation may
-# differ. (CUDA's own libdevice math is not what runs here: glibc's is.)
+# __syncthreads as a barrier) a host C++ compiler builds the very kernels nvcc compiles.
+# ``emulated_library`` adds, for each kernel, a launcher with the CUDA launcher's name and
+# signature that runs the kernel as one emulated block (the grid-stride loops cover the
+# whole grid): elementwise kernels with 7 threads, reductions with 32 (the block size
+# is THEANINE_REDUCE_THREADS, here 32), the matrix product with its 256 threads, one
+# block per column tile. ``NAME_with`` forces an elementwise kernel's index type or a
+# reduction's strategy. tests/test_cuda_mode.py runs whole functions on these libraries.
+# Results must equal the LLVM kernels' bit for bit, except where the math library or
+# reassociation may differ. (CUDA's own libdevice math is not what runs here: glibc's is.)
 
-_SHIM = r"""
+SHIM = r"""
 #include <cstdint>
 #include <cstring>
 #include <cmath>
@@ -236,8 +369,8 @@ static void *th_start(void *arg) {
   return nullptr;
 }
 static void th_launch(void (*run)(const void *), const void *params, unsigned threads) {
-  pthread_t ids[64];
-  th_job jobs[64];
+  static pthread_t ids[1024];
+  static th_job jobs[1024];
   blockDim.x = threads;
   pthread_barrier_init(&th_barrier, nullptr, threads);
   for (unsigned t = 0; t < threads; ++t) {
@@ -249,28 +382,119 @@ static void th_launch(void (*run)(const void *), const void *params, unsigned th
 }
 """
 
+_PARAMS = re.compile(r"struct (\w+)_params \{\n  int64_t shape\[(\d+)\];\n  char \*data\[(\d+)\];")
+_COUNTS = re.compile(r'extern "C" int64_t (\w+)_workspace\(const int64_t \*shape\) \{\n'
+                     r"  const int64_t splits = th_reduce_splits\((.+?), (.+?)\);")
+_GEMM = re.compile(r"/\* (\w+): C = A @ B in (\w+),")
 
-def _host_launchers(kernels):
-    """``NAME_host(shape, data, strides)``: fill NAME_params and run one emulated block."""
+
+def _emulated_launchers(source):
+    """C++ launchers with the CUDA launchers' names and signatures (see above)."""
+    counts = {m.group(1): (m.group(2), m.group(3)) for m in _COUNTS.finditer(source)}
     out = []
-    for k, _ in kernels:
-        nd, reduce = max(k.ndim, 1), isinstance(k, ReduceKernel)
-        nbuf = len(k.program.input_dtypes) + (1 if reduce else len(k.program.outputs))
-        counts = [f"p.{'n_red' if d in k.axes else 'n_out'} *= shape[{d}];" for d in range(nd)] \
-            if reduce else [f"p.total *= shape[{d}];" for d in range(nd)]
-        out += [f"static void {k.name}_run(const void *p) {{ {k.name}_kernel(*(const {k.name}_params *)p); }}",
-                f'extern "C" void {k.name}_host(const int64_t *shape, char **data, const int64_t *strides) {{',
-                f"  {k.name}_params p;",
+    for m in _PARAMS.finditer(source):
+        name, nd, nbuf = m.group(1), int(m.group(2)), int(m.group(3))
+        fill = [f"static {name}_params {name}_fill(const int64_t *shape, char *const *data, "
+                "const int64_t *strides) {",
+                f"  {name}_params p;",
                 f"  for (int d = 0; d < {nd}; ++d) p.shape[d] = shape[d];",
                 f"  for (int b = 0; b < {nbuf}; ++b) {{",
                 "    p.data[b] = data[b];",
                 f"    for (int d = 0; d < {nd}; ++d) p.strides[b][d] = strides[b * {nd} + d];",
                 "  }",
-                "  p.n_out = 1; p.n_red = 1;" if reduce else "  p.total = 1;",
-                *counts,
-                f"  th_launch({k.name}_run, &p, {32 if reduce else 7});",
+                "  return p;",
                 "}"]
+        if name not in counts:
+            out += fill + [
+                f"static void {name}_run32(const void *p) {{ {name}_kernel<uint32_t>(*(const {name}_params *)p); }}",
+                f"static void {name}_run64(const void *p) {{ {name}_kernel<int64_t>(*(const {name}_params *)p); }}",
+                f'extern "C" int {name}_with(const int64_t *shape, char *const *data, '
+                "const int64_t *strides, int wide) {",
+                f"  {name}_params p = {name}_fill(shape, data, strides);",
+                "  p.total = 1;",
+                f"  for (int d = 0; d < {nd}; ++d) p.total *= shape[d];",
+                "  if (p.total <= 0) return 0;",
+                f"  th_launch(wide ? {name}_run64 : {name}_run32, &p, 7);",
+                "  return 0;",
+                "}",
+                f'extern "C" int {name}(const int64_t *shape, char *const *data, const int64_t *strides, '
+                "void *stream) {",
+                "  int64_t total = 1;",
+                f"  for (int d = 0; d < {nd}; ++d) total *= shape[d];",
+                f"  return {name}_with(shape, data, strides, !th_fits32(total));",
+                "}"]
+            continue
+        n_out, n_red = counts[name]
+        out += fill + [
+            *[f"static void {name}_run_{part}(const void *p) {{ {name}_{part}(*(const {name}_params *)p); }}"
+              for part in ("serial", "kernel", "finish")],
+            f'extern "C" int {name}_with(const int64_t *shape, char *const *data, const int64_t *strides, '
+            "void *workspace, int64_t splits) {",
+            f"  {name}_params p = {name}_fill(shape, data, strides);",
+            f"  p.n_out = {n_out};",
+            f"  p.n_red = {n_red};",
+            "  if (p.n_out <= 0) return 0;",
+            "  p.splits = splits > 1 ? splits : 1;",
+            "  p.chunk = (p.n_red + p.splits - 1) / p.splits;",
+            "  p.partial = (char *)workspace;",
+            f"  if (splits == 0) {{ th_launch({name}_run_serial, &p, THEANINE_REDUCE_THREADS); return 0; }}",
+            f"  th_launch({name}_run_kernel, &p, THEANINE_REDUCE_THREADS);",
+            f"  if (splits > 1) th_launch({name}_run_finish, &p, THEANINE_REDUCE_THREADS);",
+            "  return 0;",
+            "}",
+            f'extern "C" int {name}(const int64_t *shape, char *const *data, const int64_t *strides, '
+            "void *workspace, void *stream) {",
+            f"  const int64_t splits = th_reduce_splits({n_out}, {n_red});",
+            "  if (splits > 1 && workspace == nullptr) return 1;",
+            f"  return {name}_with(shape, data, strides, workspace, splits);",
+            "}"]
+    for m in _GEMM.finditer(source):
+        name, t = m.group(1), cuda.CUDA_TYPES[m.group(2)]
+        tile = cuda.GEMM_TILE
+        out += [
+            f"struct {name}_args {{ int64_t m, n, k; const {t} *a; int64_t sa0, sa1; const {t} *b; "
+            f"int64_t sb0, sb1; {t} *c; }};",
+            f"static void {name}_run(const void *v) {{",
+            f"  const {name}_args *g = (const {name}_args *)v;",
+            f"  {name}_kernel(g->m, g->n, g->k, g->a, g->sa0, g->sa1, g->b, g->sb0, g->sb1, g->c);",
+            "}",
+            f'extern "C" int {name}(int64_t m, int64_t n, int64_t k, const void *a, int64_t sa0, '
+            "int64_t sa1, const void *b, int64_t sb0, int64_t sb1, void *c, void *stream) {",
+            "  if (m <= 0 || n <= 0) return 0;",
+            f"  {name}_args g = {{m, n, k, (const {t} *)a, sa0, sa1, (const {t} *)b, sb0, sb1, ({t} *)c}};",
+            f"  gridDim.x = (unsigned)((n + {tile - 1}) / {tile});",
+            "  for (unsigned bx = 0; bx < gridDim.x; ++bx) {",
+            "    blockIdx.x = bx;",
+            f"    th_launch({name}_run, &g, {tile * tile});",
+            "  }",
+            "  blockIdx.x = 0;",
+            "  gridDim.x = 1;",
+            "  return 0;",
+            "}"]
     return "\n".join(out)
+
+
+_CXX = shutil.which("c++") or shutil.which("g++")
+_emulated: dict = {}
+
+
+def emulated_library(source: str) -> ctypes.CDLL:
+    """``source`` (a module from codegen/cuda.py) built for the CPU with the shim and
+    emulated launchers; cached per source for the session."""
+    if _CXX is None:
+        pytest.skip("no host C++ compiler")
+    key = hashlib.sha256(source.encode()).hexdigest()
+    if key not in _emulated:
+        directory = tempfile.mkdtemp(prefix="theanine-emulated-")
+        src, lib = os.path.join(directory, "emulated.cpp"), os.path.join(directory, "emulated.so")
+        with open(src, "w") as fh:
+            fh.write(SHIM + source + "\n" + _emulated_launchers(source) + "\n")
+        cmd = [_CXX, "-std=c++17", "-O1", "-ffp-contract=off", "-w", "-shared", "-fPIC", "-pthread",
+               "-o", lib, src]
+        build = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert build.returncode == 0, build.stderr[:4000]
+        _emulated[key] = ctypes.CDLL(lib)
+    return _emulated[key]
 
 
 def _values(dtype):
@@ -317,15 +541,6 @@ def _reduce_case(kernel, inner_broadcast, rng):
     return ins, shape
 
 
-def _call(address, shape, arrays):
-    rows = [[0 if n == 1 else s for n, s in zip(a.shape, a.strides)] for a in arrays]
-    shape = np.array(shape, dtype=np.int64)
-    strides = np.array(rows, dtype=np.int64)
-    data = np.array([a.ctypes.data for a in arrays], dtype=np.uintp)
-    ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)(address)(
-        shape.ctypes.data, data.ctypes.data, strides.ctypes.data)
-
-
 def _assert_same(name, expected, got, inexact):
     if expected.dtype.kind == "f":
         assert np.array_equal(np.isnan(expected), np.isnan(got)), name
@@ -340,42 +555,119 @@ def _assert_same(name, expected, got, inexact):
         np.testing.assert_array_equal(got, expected, err_msg=name)
 
 
-_CXX = shutil.which("c++") or shutil.which("g++")
+
+def _rows(arrays):
+    return np.array([[0 if n == 1 else s for n, s in zip(a.shape, a.strides)] or [0] for a in arrays],
+                    dtype=np.int64)
 
 
-@pytest.mark.skipif(_CXX is None, reason="no host C++ compiler")
-def test_kernels_emulated_on_the_cpu_match_the_llvm_back_end(everything, tmp_path):
+def _call_llvm(address, shape, arrays):
+    shape, strides = np.array(list(shape) or [1], dtype=np.int64), _rows(arrays)
+    data = np.array([a.ctypes.data for a in arrays], dtype=np.uintp)
+    ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)(address)(
+        shape.ctypes.data, data.ctypes.data, strides.ctypes.data)
+
+
+def _call_emulated(lib, name, shape, arrays, variant, workspace=None):
+    """Run ``name``'s emulated kernel: ``variant`` is the index width (elementwise: 0 narrow,
+    1 wide) or the strategy (reductions: 0 serial, 1 one block, s > 1 split in s)."""
+    shape, strides = np.array(list(shape) or [1], dtype=np.int64), _rows(arrays)
+    data = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
+    fn = getattr(lib, name + "_with")
+    fn.restype = ctypes.c_int
+    p = ctypes.c_void_p
+    if workspace is None:
+        fn.argtypes = [p, p, p, ctypes.c_int]
+        return fn(shape.ctypes.data, data, strides.ctypes.data, variant)
+    fn.argtypes = [p, p, p, p, ctypes.c_int64]
+    return fn(shape.ctypes.data, data, strides.ctypes.data, workspace.ctypes.data, variant)
+
+
+def test_kernels_emulated_on_the_cpu_match_the_llvm_back_end(everything):
     kernels, text = everything
-    source, library = tmp_path / "emulated.cpp", tmp_path / "emulated.so"
-    source.write_text(_SHIM + text + _host_launchers(kernels))
-    cmd = [_CXX, "-std=c++17", "-O1", "-ffp-contract=off", "-w", "-shared", "-fPIC", "-pthread",
-           "-o", str(library), str(source)]
-    build = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    emulated = emulated_library(text)
     reference = jit.compile_ir(llvm.render_module(kernels), [k.name for k, _ in kernels])
-    _, stderr = build.communicate(timeout=300)
-    assert build.returncode == 0, stderr[:4000]
-    emulated = ctypes.CDLL(str(library))
     rng = np.random.default_rng(7)
     for kernel, inner in kernels:
         prog = kernel.program
         if isinstance(kernel, ElementwiseKernel):
             ins, shape = _elementwise_case(kernel)
-            outs = [[np.zeros(shape, dtype=d) for d in prog.output_dtypes] for _ in range(2)]
+            make = lambda fill: [np.full(shape, fill, dtype=d) for d in prog.output_dtypes]  # noqa: E731
             inexact = prog.instrs[0].compute_dtype if prog.instrs[0].opcode in _INEXACT else None
+            variants = (0, 1)
         else:
             ins, shape = _reduce_case(kernel, inner, rng)
-            identity = native._identity(kernel.kind, np.dtype(kernel.out_dtype))
             kept = tuple(1 if d in kernel.axes else n for d, n in enumerate(shape))
-            outs = [[np.full(kept, identity, dtype=kernel.out_dtype)] for _ in range(2)]
+            make = lambda fill: [np.full(kept, fill, dtype=kernel.out_dtype)]  # noqa: E731
             dtypes = prog.input_dtypes + (kernel.out_dtype,)
             reassociated = kernel.kind in ("sum", "prod") or any(i.opcode in _INEXACT for i in prog.instrs)
             if reassociated and any(d in llvm.FLOATS for d in dtypes):
                 inexact = "float32" if "float32" in dtypes else "float64"
             else:
                 inexact = None
+            variants = (0, 1, 3)
         ins = [np.ascontiguousarray(a) for a in ins]
-        _call(reference[kernel.name], shape, ins + outs[0])
-        _call(ctypes.cast(getattr(emulated, kernel.name + "_host"), ctypes.c_void_p).value,
-              shape, ins + outs[1])
-        for expected, got in zip(*outs):
-            _assert_same(kernel.name, expected, got, inexact)
+        expected = make(0)
+        if isinstance(kernel, ReduceKernel):  # the CPU kernels start from the identity
+            expected = [np.full_like(expected[0], native._identity(kernel.kind, expected[0].dtype))]
+        _call_llvm(reference[kernel.name], shape, ins + expected)
+        for variant in variants:
+            got = make(1)  # every element must be written: no reliance on what is there
+            workspace = None
+            if isinstance(kernel, ReduceKernel):
+                workspace = np.zeros(got[0].size * max(variant, 1) * got[0].itemsize, dtype=np.uint8)
+            assert _call_emulated(emulated, kernel.name, shape, ins + got, variant, workspace) == 0
+            for e, g in zip(expected, got):
+                _assert_same(f"{kernel.name} ({variant})", e, g, inexact)
+
+
+def test_emulated_reductions_choose_serial_block_and_split_launches(everything):
+    """The emulated launcher follows th_reduce_splits: one thread per output element for
+    short reductions, split blocks and a workspace for long ones (here 32 threads and
+    chunks of 512 elements)."""
+    lib = emulated_library(everything[1])
+    name = "cu_reduce_middle"  # a float64 sum over axis 1 of 3
+    workspace = getattr(lib, name + "_workspace")
+    workspace.restype, workspace.argtypes = ctypes.c_int64, [ctypes.c_void_p]
+    launch = getattr(lib, name)
+    launch.restype = ctypes.c_int
+    launch.argtypes = [ctypes.c_void_p] * 5
+    rng = np.random.default_rng(3)
+    for shape, splits in (((3, 60, 2), 0), ((2, 100, 3), 1), ((1, 3000, 2), 6), ((1, 0, 2), 0)):
+        dims = np.array(shape, dtype=np.int64)
+        assert workspace(dims.ctypes.data) == (8 * 2 * splits if splits > 1 else 0)
+        x = rng.standard_normal(shape)
+        out = np.full((shape[0], 1, shape[2]), np.nan)
+        ws = np.zeros(max(workspace(dims.ctypes.data), 1), dtype=np.uint8)
+        data = (ctypes.c_void_p * 2)(x.ctypes.data, out.ctypes.data)
+        strides = _rows([x, out])
+        assert launch(dims.ctypes.data, data, strides.ctypes.data,
+                      ws.ctypes.data if splits > 1 else None, None) == 0
+        np.testing.assert_allclose(out[:, 0], x.sum(axis=1), rtol=1e-12, atol=1e-12)
+        if splits > 1:  # without its workspace a split launch refuses to run
+            assert launch(dims.ctypes.data, data, strides.ctypes.data, None, None) != 0
+
+
+def test_gemm_kernel_emulated_matches_numpy(everything):
+    lib = emulated_library(everything[1])
+    rng = np.random.default_rng(11)
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    for name, dtype in GEMMS:
+        fn = getattr(lib, name)
+        fn.restype = ctypes.c_int
+        fn.argtypes = [i64, i64, i64, p, i64, i64, p, i64, i64, p, p]
+        for m, k, n in ((5, 7, 3), (17, 33, 18), (4, 0, 3), (1, 16, 1)):
+            a = rng.standard_normal((m, k)).astype(dtype)
+            b = rng.standard_normal((k, n)).astype(dtype)
+            row = rng.standard_normal((1, n)).astype(dtype)
+            layouts = [(a, b), (np.asfortranarray(a), b[::-1][::-1]),
+                       (a, np.ascontiguousarray(b[::-1])[::-1]),       # negative row stride
+                       (a, np.broadcast_to(row, (k, n)))]              # zero row stride
+            for x, y in layouts:
+                c = np.full((m, n), np.nan, dtype=dtype)
+                item = x.itemsize
+                assert fn(m, n, k, x.ctypes.data, x.strides[0] // item, x.strides[1] // item,
+                          y.ctypes.data, y.strides[0] // item, y.strides[1] // item,
+                          c.ctypes.data, None) == 0
+                rtol = 1e-5 if dtype == "float32" else 1e-12
+                np.testing.assert_allclose(c, x @ y, rtol=rtol, atol=rtol * 10, err_msg=f"{name} {m}x{k}x{n}")

@@ -16,6 +16,7 @@ MODES = {
     "py": "the NumPy reference executor, with all rewrites",
     "llvm": "native kernels through LLVM for fused elementwise nodes; other nodes via perform",
     "c": "the same kernels rendered as C and built with the system compiler",
+    "cuda": "the same kernels as CUDA C on an NVIDIA GPU (nvcc, cuBLAS); other nodes via perform",
     "FAST_RUN": "Theano's name for the optimising native mode: 'llvm'",
     "FAST_COMPILE": "the reference executor with only merge and constant folding",
 }
@@ -170,7 +171,11 @@ class Function:
         self._n_out = len(out_vars)
         self._native = None
         thunks = None
-        if mode in NATIVE_MODES:
+        if mode == "cuda":
+            from theanine.compile.cuda_program import CudaProgram
+            self._native = CudaProgram(self.graph)
+            thunks = self._native.thunks
+        elif mode in NATIVE_MODES:
             from theanine.compile.native import NativeProgram
             interface = {"n_args": len(new_inputs), "containers": [v.container for v in shared_inputs],
                          "n_outputs": len(out_vars), "updated": [v.container for v, _ in updates],

@@ -16,7 +16,7 @@ from theanine.rewriting import nnet  # noqa: F401
 
 _FAST_COMPILE_PHASES = ("constant_folding",)
 #: modes whose graphs are fused into native kernels
-NATIVE_MODES = ("llvm", "c")
+NATIVE_MODES = ("llvm", "c", "cuda")
 
 
 def rewrite_graph(fgraph, mode="py", include=None, exclude=()):

@@ -23,10 +23,15 @@ class StepFunction:
         rewrite_graph(self.graph, mode)
         self.program = None
         thunks = {}
-        if mode in NATIVE_MODES:
+        if mode == "cuda":
+            from theanine.compile.cuda_program import CudaProgram
+            self.program = CudaProgram(self.graph)
+            thunks.update(self.program.thunks)
+        elif mode in NATIVE_MODES:
             from theanine.compile.native import NativeProgram
             self.program = NativeProgram(self.graph, target=mode)
             thunks.update(self.program.thunks)
+        self._entry = getattr(self.program, "entry", None)  # the whole step in one native call
         for node in self.graph.toposort():  # loops nested in the step run in its mode
             make_thunk = getattr(node.op, "make_thunk", None)
             if make_thunk is not None and node not in thunks:
@@ -34,6 +39,11 @@ class StepFunction:
         self._runner = GraphRunner(self.graph.inputs, self.graph.outputs, self.graph.toposort(), thunks)
 
     def __call__(self, *values):
+        entry = self._entry
+        if entry is not None:
+            out = entry(*values)
+            if out is not NotImplemented:
+                return out
         return self._runner(*values)
 
     @property

@@ -1,0 +1,778 @@
+"""mode="cuda": a compiled function's nodes run on an NVIDIA GPU.
+
+``CudaProgram(fgraph)`` mirrors NativeProgram: ``kernels`` (the elementwise and
+reduction kernels, each with the ops fused into it), ``fallbacks`` (the nodes that run
+on the host through ``perform``), ``source`` (one CUDA C++ module, built by nvcc and
+cached on disk) and ``thunks`` (``thunk(input_values, output_storage)`` for every node,
+as compile.executor.GraphRunner calls them).
+
+Where each node runs:
+
+- on the device: the elementwise and reduction kernels of ``plan_kernels``; ``Dot`` of
+  float32 or float64 vectors and matrices (cuBLAS GEMM; a generated tiled kernel when
+  cuBLAS cannot be loaded); ``DimShuffle`` and ``Reshape`` of device values (views: no
+  copy, except that a non-contiguous input of Reshape is copied first), and of host
+  values when one of their clients runs on the device (the input is copied in first);
+  ``Alloc`` when one of its clients runs on the device (a broadcasting copy kernel);
+  ``SumTo`` of a device value (nothing when the shapes agree, else a sum kernel over
+  the axes the shapes call for);
+- wherever their input is, through ``perform``: ``Shape``, ``SpecifyShape`` and the
+  gradient-only identities (they read only the shape, or pass the value on; listed in
+  ``fallbacks``, but they copy nothing); and NumPy's views for ``DimShuffle`` and
+  ``Reshape`` of host values whose clients all run on the host;
+- on the host, through ``perform``: everything else (listed in ``fallbacks``), such as
+  indexing, ``IncSubtensor``, ``ARange`` and the shape arithmetic between them.
+
+Values stay where they are produced: a device thunk's outputs are DeviceArrays and
+its consumers on the device read them in place. A host value a device thunk needs is
+copied to the device once per call (once per program for the graph's constants); a
+device value a host node needs is copied to the host once per call. The graph's
+outputs are copied to the host as read-only NumPy arrays.
+
+Shared variables: a host array this module makes from a device value (an output, so
+also every updated shared value) is remembered, while it lives, together with the
+device array it came from. When such an array comes back as an input (the shared
+variable's next value, read by the next call), its device copy is used and nothing is
+copied in: a training loop copies each updated parameter to the host once per step
+and never back. Only arrays made here are trusted this way, and only while they are
+read-only; any other input array is copied to the device at every call.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import hashlib
+import itertools
+import math
+import weakref
+
+import numpy as np
+
+from theanine.codegen import cuda as cuda_render
+from theanine.codegen import cudart, lower, nvcc
+from theanine.codegen.ir import ElementwiseKernel, ReduceKernel
+from theanine.compile.native import plan_kernels
+from theanine.cuda import DeviceArray, allocate, c_strides, empty, is_available, to_device
+
+_Ptr = ctypes.c_void_p
+
+
+# --- residency: where values are, and their copies ------------------------------------------
+
+_mirrors: dict = {}   # id(host array) -> (weak reference to it, the DeviceArray it was copied from)
+
+
+def remember_mirror(host: np.ndarray, device: DeviceArray) -> None:
+    """Record that the read-only ``host`` holds ``device``'s values (while ``host`` lives)."""
+    key = id(host)
+
+    def forget(ref, key=key):
+        entry = _mirrors.get(key)
+        if entry is not None and entry[0] is ref:
+            del _mirrors[key]
+
+    _mirrors[key] = (weakref.ref(host, forget), device)
+
+
+def mirror_of(host) -> DeviceArray | None:
+    """The device array ``host`` was copied from, if this module made ``host`` and it is
+    still read-only; None otherwise."""
+    entry = _mirrors.get(id(host))
+    if entry is None or entry[0]() is not host or host.flags.writeable:
+        return None
+    return entry[1]
+
+
+class Residency:
+    """Moves values between host and device for one program, copying each value at most
+    once per call (constants once per program).
+
+    Calls are told apart by the positions (in the program's node order) of the thunks that
+    run: within a call they increase, so a thunk at a position not after the last one run
+    starts a new call, and the copies of the previous call are forgotten (its input arrays
+    may since have been changed in place). A runner that skips nodes (lazy evaluation)
+    still runs them in increasing order within a call.
+    """
+
+    def __init__(self, constants=()):
+        self.constants = {id(c): c for c in constants}   # keeps them alive: ids stay unique
+        self.constant_copies: dict = {}
+        self.uploads: dict = {}     # id(host value) -> (host value, DeviceArray), this call
+        self.downloads: dict = {}   # id(DeviceArray) -> (DeviceArray, host array), this call
+        self.position = -1          # of the last thunk run
+
+    def enter(self, position: int) -> None:
+        """A thunk at ``position`` is about to run."""
+        if position <= self.position:
+            self.uploads.clear()
+            self.downloads.clear()
+        self.position = position
+
+    def device(self, value) -> DeviceArray:
+        """``value`` on the device."""
+        if isinstance(value, DeviceArray):
+            return value
+        key = id(value)
+        hit = self.uploads.get(key) or self.constant_copies.get(key)
+        if hit is not None:
+            return hit[1]
+        copy = mirror_of(value) if isinstance(value, np.ndarray) else None
+        if copy is None:
+            copy = to_device(value)
+        (self.constant_copies if key in self.constants else self.uploads)[key] = (value, copy)
+        return copy
+
+    def host(self, value):
+        """``value`` on the host."""
+        if not isinstance(value, DeviceArray):
+            return value
+        hit = self.downloads.get(id(value))
+        if hit is not None:
+            return hit[1]
+        array = value.get()
+        self.downloads[id(value)] = (value, array)
+        self.uploads[id(array)] = (array, value)
+        return array
+
+    def output(self, value):
+        """A graph output: device values become read-only host arrays that remember their
+        device copy."""
+        if not isinstance(value, DeviceArray):
+            return value
+        hit = self.downloads.get(id(value))
+        array = value.get() if hit is None else hit[1].copy()
+        array.flags.writeable = False
+        remember_mirror(array, value)
+        return array
+
+
+class Thunk:
+    """``thunk(inputs, storage)`` for GraphRunner: puts each input where ``run`` wants it
+    (``placement``: 'device', 'host' or 'any' per input), calls ``run(args) -> outputs``
+    and copies the graph's outputs to the host. ``position``: the node's place in the
+    program's order."""
+
+    def __init__(self, residency, run, placement, is_output, position):
+        self.residency, self.run, self.placement = residency, run, tuple(placement)
+        self.is_output, self.position = tuple(is_output), position
+        self.all_device = all(p == "device" for p in self.placement)
+        self.any_output = any(self.is_output)
+
+    def __call__(self, inputs, storage):
+        res = self.residency
+        if self.position <= res.position:   # Residency.enter, inlined: this runs per node
+            res.enter(self.position)
+        res.position = self.position
+        if self.all_device:
+            args = [v if type(v) is DeviceArray else res.device(v) for v in inputs]
+        else:
+            args = [res.device(v) if p == "device" else res.host(v) if p == "host" else v
+                    for v, p in zip(inputs, self.placement)]
+        results = self.run(args)
+        if self.any_output:
+            results = [res.output(v) if out else v for v, out in zip(results, self.is_output)]
+        for cell, value in zip(storage, results):
+            cell[0] = value
+
+
+# --- launching kernels --------------------------------------------------------------------
+
+def _check(code, what):
+    if code:
+        cudart.check(code, f"the kernel of {what}")
+
+
+def coalesce(shape, rows):
+    """Merge neighbouring dimensions that every buffer (``rows``: byte strides per buffer)
+    walks as one; (shape, rows) with fewer dimensions."""
+    shape, rows = list(shape), [list(r) for r in rows]
+    d = len(shape) - 2
+    while d >= 0:
+        if all(r[d] == r[d + 1] * shape[d + 1] for r in rows):
+            shape[d + 1] *= shape[d]
+            del shape[d]
+            for r in rows:
+                del r[d]
+        d -= 1
+    return shape, rows
+
+
+def broadcast_rows(shape, layouts):
+    """Each buffer's byte strides over ``shape`` (``layouts``: (shape, strides) pairs,
+    right-aligned; 0 where a buffer is broadcast)."""
+    rows = []
+    for a_shape, a_strides in layouts:
+        pad = len(shape) - len(a_shape)
+        rows.append([0] * pad + [0 if n == 1 else s for n, s in zip(a_shape, a_strides)])
+    return rows
+
+
+class LaunchPlan:
+    """The host arrays of one launch: ``dims`` (int64, one per kernel dimension) and
+    ``strides`` (int64, buffers x dimensions), and their addresses."""
+
+    def __init__(self, dims, strides):
+        self.dims = np.ascontiguousarray(dims, dtype=np.int64)
+        self.strides = np.ascontiguousarray(strides, dtype=np.int64)
+        self.dims_ptr, self.strides_ptr = self.dims.ctypes.data, self.strides.ctypes.data
+
+
+def elementwise_plan(shape, nd, layouts) -> LaunchPlan:
+    """The launch of a rank-``nd`` elementwise kernel over ``shape``: the inputs (broadcast
+    to ``shape``) and outputs (``layouts``: (shape, strides) pairs), dimensions coalesced
+    where every buffer allows, padded in front to ``nd``."""
+    dims, rows = coalesce(list(shape) or [1], [r or [0] for r in broadcast_rows(shape, layouts)])
+    pad = nd - len(dims)
+    strides = np.array([[0] * pad + r for r in rows], dtype=np.int64).reshape(len(rows), nd)
+    return LaunchPlan([1] * pad + dims, strides)
+
+
+def _broadcast_shape(node, shapes):
+    first = shapes[0]
+    if all(s == first for s in shapes):
+        return first
+    try:
+        return np.broadcast_shapes(*shapes)
+    except ValueError:
+        raise ValueError(f"{node.op}: shapes {', '.join(map(str, shapes))} cannot be broadcast "
+                         "together") from None
+
+
+#: launch plans kept per kernel (one per distinct set of input layouts)
+_PLANS_PER_KERNEL = 64
+
+
+def _remember(cache, key, value):
+    if len(cache) < _PLANS_PER_KERNEL:
+        cache[key] = value
+    return value
+
+
+class ElementwiseLauncher:
+    """Calls one elementwise kernel; ``what`` names it in errors."""
+
+    def __init__(self, fn, ndim, what):
+        self.fn, self.nd, self.what = fn, max(ndim, 1), what
+        self.plans = {}
+
+    def call(self, plan, arrays):
+        """Launch over ``arrays`` (inputs, then outputs) as ``plan`` says."""
+        data = (_Ptr * len(arrays))(*[a.ptr for a in arrays])
+        _check(self.fn(plan.dims_ptr, data, plan.strides_ptr, None), self.what)
+
+    def launch(self, inputs, outputs, shape):
+        """Launch over ``shape`` (planned once per set of layouts)."""
+        arrays = [*inputs, *outputs]
+        key = (shape, tuple([(a.shape, a.strides) for a in arrays]))
+        plan = self.plans.get(key) or _remember(
+            self.plans, key, elementwise_plan(shape, self.nd, [(a.shape, a.strides) for a in arrays]))
+        self.call(plan, arrays)
+
+
+class ElementwiseRun:
+    """An elementwise kernel node: C-contiguous outputs of the inputs' broadcast shape."""
+
+    def __init__(self, node, launcher):
+        self.node, self.launcher = node, launcher
+        self.dtypes = [o.type.numpy_dtype for o in node.outputs]
+        self.plans = {}   # input layouts -> (shape, output layouts, LaunchPlan or None)
+
+    def __call__(self, args):
+        key = tuple([(a.shape, a.strides) for a in args])
+        entry = self.plans.get(key) or _remember(self.plans, key, self._plan(args))
+        shape, layouts, plan = entry
+        outs = [allocate(shape, dt, strides, nbytes) for dt, strides, nbytes in layouts]
+        if plan is not None:
+            self.launcher.call(plan, [*args, *outs])
+        return outs
+
+    def _plan(self, args):
+        shape = _broadcast_shape(self.node, [a.shape for a in args])
+        size = math.prod(shape)
+        layouts = [(dt, c_strides(shape, dt.itemsize), size * dt.itemsize) for dt in self.dtypes]
+        if not size:
+            return shape, layouts, None
+        buffers = [(a.shape, a.strides) for a in args] + [(shape, s) for _, s, _ in layouts]
+        return shape, layouts, elementwise_plan(shape, self.launcher.nd, buffers)
+
+
+class ReduceRun:
+    """A reduction kernel node (or a SumTo's sum): the output drops the reduced axes, or
+    keeps them with size 1 (``keepdims``)."""
+
+    def __init__(self, node, fn, workspace_fn, kind, axes, dtype, keepdims=False):
+        self.node, self.fn, self.workspace_fn = node, fn, workspace_fn
+        self.kind, self.axes, self.dtype, self.keepdims = kind, tuple(axes), np.dtype(dtype), keepdims
+        self.plans = {}   # input layouts -> (output shape, strides, bytes, LaunchPlan, workspace bytes)
+
+    def __call__(self, args):
+        key = tuple([(a.shape, a.strides) for a in args])
+        entry = self.plans.get(key) or _remember(self.plans, key, self._plan(args))
+        shape, strides, nbytes, plan, need = entry
+        out = allocate(shape, self.dtype, strides, nbytes)
+        if plan is None:
+            return [out]
+        data = (_Ptr * (len(args) + 1))(*[a.ptr for a in args], out.ptr)
+        workspace = allocate((need,), _BYTE, (1,), need) if need else None
+        _check(self.fn(plan.dims_ptr, data, plan.strides_ptr,
+                       workspace.ptr if workspace is not None else None, None), self.node.op)
+        return [out]
+
+    def _plan(self, args):
+        shape = _broadcast_shape(self.node, [a.shape for a in args])
+        if self.kind in ("max", "min") and any(shape[a] == 0 for a in self.axes):
+            raise ValueError(f"{self.node.op}: cannot take the {self.kind} over an empty dimension "
+                             f"(input shape {shape})")
+        if self.keepdims:
+            out_shape = tuple(1 if d in self.axes else n for d, n in enumerate(shape))
+        else:
+            out_shape = tuple(n for d, n in enumerate(shape) if d not in self.axes)
+        out_strides = c_strides(out_shape, self.dtype.itemsize)
+        nbytes = math.prod(out_shape) * self.dtype.itemsize
+        if not nbytes:
+            return out_shape, out_strides, nbytes, None, 0
+        if self.keepdims:
+            out_row = [0 if d in self.axes else s for d, s in enumerate(out_strides)]
+        else:
+            kept = iter(out_strides)
+            out_row = [0 if d in self.axes else next(kept) for d in range(len(shape))]
+        rows = broadcast_rows(shape, [(a.shape, a.strides) for a in args]) + [out_row]
+        nd = max(len(shape), 1)
+        plan = LaunchPlan(list(shape) or [1], np.array([r or [0] for r in rows]).reshape(len(rows), nd))
+        return out_shape, out_strides, nbytes, plan, self.workspace_fn(plan.dims_ptr)
+
+
+_BYTE = np.dtype(np.uint8)
+
+
+# --- other ops on the device ----------------------------------------------------------------
+
+def blas_layout(rows, cols, row_stride, col_stride):
+    """How cuBLAS reads a (rows x cols) matrix with these element strides: ('row', ld) when
+    it is row-major with leading dimension ld, ('col', ld) when column-major, None when
+    neither (a copy is needed)."""
+    if (col_stride == 1 or cols == 1) and (rows == 1 or row_stride >= max(1, cols)):
+        return "row", (row_stride if rows > 1 else max(1, cols))
+    if (row_stride == 1 or rows == 1) and (cols == 1 or col_stride >= max(1, rows)):
+        return "col", (col_stride if cols > 1 else max(1, rows))
+    return None
+
+
+def as_matrix(x, first):
+    """(rows, cols, row stride, col stride) in elements of a dot operand: a vector is a row
+    (first operand) or a column (second operand); None when a stride is not a whole
+    number of elements."""
+    item = x.itemsize
+    if any(s % item for s in x.strides):
+        return None
+    st = [s // item for s in x.strides]
+    if x.ndim == 2:
+        return x.shape[0], x.shape[1], st[0], st[1]
+    return (1, x.shape[0], 0, st[0]) if first else (x.shape[0], 1, st[0], 0)
+
+
+class DotRun:
+    """Dot of float32/float64 vectors and matrices: cuBLAS, or the generated GEMM kernel."""
+
+    def __init__(self, node, gemm_fn, copy):
+        self.node, self.gemm_fn, self.copy = node, gemm_fn, copy
+        self.dtype = node.outputs[0].type.numpy_dtype
+
+    def __call__(self, args):
+        a, b = args
+        if a.shape[-1] != b.shape[0]:
+            raise ValueError(f"dot: shapes {a.shape} and {b.shape} are not aligned")
+        out = empty(a.shape[:-1] + b.shape[1:], self.dtype)
+        m, k = (a.shape[0] if a.ndim == 2 else 1), a.shape[-1]
+        n = b.shape[1] if b.ndim == 2 else 1
+        if out.size == 0:
+            return [out]
+        if k == 0:
+            cudart.memset(out.ptr, 0, out.nbytes)
+            return [out]
+        if cudart.cublas_available() and max(m, n, k) <= cudart.CUBLAS_MAX:
+            self._cublas(a, b, out, m, n, k)
+        else:
+            a, b = (x if as_matrix(x, first) else self.copy(x) for x, first in ((a, True), (b, False)))
+            _, _, sa0, sa1 = as_matrix(a, True)
+            _, _, sb0, sb1 = as_matrix(b, False)
+            _check(self.gemm_fn(m, n, k, a.ptr, sa0, sa1, b.ptr, sb0, sb1, out.ptr, None), self.node.op)
+        return [out]
+
+    def _operand(self, x, first):
+        """(layout, ld, array) of an operand cuBLAS can read, copying it when it cannot."""
+        mat = as_matrix(x, first)
+        layout = blas_layout(*mat) if mat else None
+        if layout is None or layout[1] > cudart.CUBLAS_MAX:
+            x = self.copy(x)
+            layout = blas_layout(*as_matrix(x, first))
+        return layout[0], layout[1], x
+
+    def _cublas(self, a, b, out, m, n, k):
+        # row-major C = A @ B is column-major C^T = B^T @ A^T: a row-major operand is
+        # its own transpose in column-major terms (no op), a column-major one needs op T
+        la, lda, a = self._operand(a, True)
+        lb, ldb, b = self._operand(b, False)
+        op = {"row": cudart.OP_N, "col": cudart.OP_T}
+        cudart.gemm(self.dtype.name, op[lb], op[la], n, m, k, b.ptr, ldb, a.ptr, lda, out.ptr, n)
+
+
+class Copier:
+    """Copies device arrays into new C-contiguous ones with the copy kernels of a module
+    (one per dtype and rank); with ``shape``, broadcasts the source to it."""
+
+    def __init__(self, launchers):
+        self.launchers = launchers   # (dtype name, rank) -> ElementwiseLauncher
+
+    def __call__(self, x, shape=None):
+        shape = x.shape if shape is None else tuple(shape)
+        out = empty(shape, x.dtype)
+        if out.size:
+            self.launchers[(x.dtype.name, max(len(shape), 1))].launch([x], [out], shape)
+        return out
+
+
+def dimshuffle(op, x):
+    """DimShuffle of a device array: a view."""
+    for d in op.drop:
+        if x.shape[d] != 1:
+            raise ValueError(f"{op}: dimension {d} has size {x.shape[d]}; only size-1 "
+                             "dimensions can be dropped")
+    shape = tuple(1 if d == "x" else x.shape[d] for d in op.new_order)
+    strides = tuple(0 if d == "x" else x.strides[d] for d in op.new_order)
+    return x.view(shape, strides)
+
+
+def reshape_shape(size, requested):
+    """The shape ``requested`` (one entry may be -1) resolves to for ``size`` elements,
+    as numpy.reshape; ValueError when it cannot."""
+    shape = [int(s) for s in requested]
+    free = [i for i, s in enumerate(shape) if s == -1]
+    known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
+    if len(free) > 1 or any(s < -1 for s in shape):
+        raise ValueError(f"cannot reshape into {tuple(shape)}")
+    if free:
+        if known == 0 or size % known:
+            raise ValueError(f"cannot reshape an array of size {size} into {tuple(shape)}")
+        shape[free[0]] = size // known
+    elif known != size:
+        raise ValueError(f"cannot reshape an array of size {size} into {tuple(shape)}")
+    return tuple(shape)
+
+
+class ViewRun:
+    """DimShuffle / Reshape: a view of a device input (Reshape copies a non-contiguous
+    one first), NumPy's ``perform`` for a host one."""
+
+    def __init__(self, node, copy):
+        self.node, self.copy = node, copy
+
+    def __call__(self, args):
+        x = args[0]
+        if not isinstance(x, DeviceArray):
+            return _perform(self.node, args)
+        op = self.node.op
+        if type(op).__name__ == "DimShuffle":
+            return [dimshuffle(op, x)]
+        shp = args[1]
+        if len(shp) != op.ndim:
+            raise ValueError(f"Reshape: shape vector has {len(shp)} entries, expected {op.ndim}")
+        try:
+            shape = reshape_shape(x.size, shp)
+        except ValueError:
+            raise ValueError(f"reshape: cannot reshape an array of shape {x.shape} (size {x.size}) "
+                             f"into {tuple(int(s) for s in shp)}") from None
+        if not x.is_c_contiguous():
+            x = self.copy(x)
+        return [x.view(shape, c_strides(shape, x.itemsize))]
+
+
+class AllocRun:
+    """Alloc on the device: the value broadcast into a new array by a copy kernel."""
+
+    def __init__(self, node, copy):
+        self.node, self.copy = node, copy
+
+    def __call__(self, args):
+        value, *dims = args
+        shape = tuple(int(d) for d in dims)
+        if any(d < 0 for d in shape):
+            raise ValueError(f"alloc: negative dimension in shape {shape}")
+        vshape = value.shape
+        if len(vshape) > len(shape) or any(v not in (1, s) for v, s in zip(vshape[::-1], shape[::-1])):
+            raise ValueError(f"alloc: cannot broadcast value of shape {vshape} to {shape}")
+        return [self.copy(value, shape)]
+
+
+class SumToRun:
+    """SumTo of a device value: the value itself when the shapes agree, else a sum kernel
+    over the axes along which ``x`` has size 1 (host ``perform`` when no kernel was
+    built for that set of axes)."""
+
+    def __init__(self, node, reducers):
+        self.node, self.reducers = node, reducers   # axes -> ReduceRun (keepdims)
+
+    def __call__(self, args):
+        g, x = args
+        if not isinstance(g, DeviceArray):
+            return _perform(self.node, args)
+        axes = tuple(i for i, (a, b) in enumerate(zip(g.shape, x.shape)) if b == 1 and a != 1)
+        if not axes:
+            if g.shape != tuple(x.shape):
+                raise ValueError(f"SumTo: cannot reduce shape {g.shape} to {tuple(x.shape)}")
+            return [g]
+        run = self.reducers.get(axes)
+        if run is None:
+            return _perform(self.node, [g.get(), x])
+        out = run([g])[0]
+        if out.shape != tuple(x.shape):
+            raise ValueError(f"SumTo: cannot reduce shape {g.shape} to {tuple(x.shape)}")
+        return [out]
+
+
+def _perform(node, args):
+    """Run ``node.op.perform`` and check what it stored against the outputs' types."""
+    from theanine.compile.executor import _coerce
+    storage = [[None] for _ in node.outputs]
+    node.op.perform(node, args, storage)
+    outs = []
+    for var, (value,) in zip(node.outputs, storage):
+        dtype = getattr(var.type, "numpy_dtype", None)
+        if dtype is not None and not isinstance(value, DeviceArray) and (
+                getattr(value, "dtype", None) != dtype or value.ndim != var.type.ndim):
+            value = _coerce(node, var, value)
+        outs.append(value)
+    return outs
+
+
+class HostRun:
+    """A node without a device implementation: ``perform`` on host values."""
+
+    def __init__(self, node):
+        self.node = node
+
+    def __call__(self, args):
+        return _perform(self.node, args)
+
+
+# --- planning ---------------------------------------------------------------------------
+
+#: ops that only read their input's shape or pass it on: they run wherever the input is
+_ANYWHERE = ("Shape", "SpecifyShape", "ScalarGradOp")
+#: placements whose thunks want their (first) input on the device
+_ON_DEVICE = ("kernel", "dot", "alloc", "device view", "sumto")
+#: SumTo gets a sum kernel for each set of axes, while there are at most this many candidates
+_SUMTO_MAX_AXES = 3
+
+
+def _op_name(node):
+    return type(node.op).__name__
+
+
+def _dot_on_device(node):
+    dtypes = {v.dtype for v in node.inputs + node.outputs}
+    return len(dtypes) == 1 and dtypes <= {"float32", "float64"} and all(v.ndim in (1, 2) for v in node.inputs)
+
+
+class _Requests:
+    """The helper kernels a module needs besides the planned ones: copies (dtype, rank),
+    sums for SumTo (dtype, rank, axes) and matrix products (dtype)."""
+
+    def __init__(self):
+        self.copies, self.sums, self.gemms = set(), set(), set()
+
+    def kernels(self):
+        """[(key, kernel IR or ('gemm', dtype))] in a deterministic order."""
+        out = [(("copy", d, r), ElementwiseKernel("", r, lower.identity_program(d)))
+               for d, r in sorted(self.copies)]
+        out += [(("sum", d, r, axes), ReduceKernel("", r, axes, "sum", lower.identity_program(d), d))
+                for d, r, axes in sorted(self.sums)]
+        out += [(("gemm", d), ("gemm", d)) for d in sorted(self.gemms)]
+        return out
+
+
+def _sumto_axes(node):
+    """The axes sets a SumTo may reduce at run time (where ``x`` may have size 1 and ``g``
+    may not), or None when there are too many to build a kernel for each."""
+    g, x = node.inputs
+    candidates = [i for i, (a, b) in enumerate(zip(g.type.shape, x.type.shape))
+                  if b in (None, 1) and a != 1]
+    if len(candidates) > _SUMTO_MAX_AXES:
+        return None
+    return [axes for r in range(1, len(candidates) + 1)
+            for axes in itertools.combinations(candidates, r)]
+
+
+class CudaProgram:
+    """The nodes of one compiled function on the GPU: source, thunks, kernels, fallbacks
+    (see the module docstring). ``compile=False`` renders the source only. ``arch`` is
+    the GPU architecture built for (digits, '90' for sm_90): the current device's, or
+    nvcc.DEFAULT_ARCH when there is no device."""
+
+    target = "cuda"
+    #: no whole-function native entry: the GraphRunner calls the thunks
+    entry = None
+    why_no_entry = "mode 'cuda' runs node by node"
+
+    def __init__(self, fgraph, compile=True, arch=None):
+        self.fgraph = fgraph
+        self.planned, _ = plan_kernels(fgraph)
+        planned = {p.node: p for p in self.planned}
+        nodes = fgraph.toposort()
+        requests = _Requests()
+        # node -> 'kernel', 'dot', 'view', 'device view', 'alloc', 'sumto', 'anywhere' or 'host'
+        self._where = {}
+        for node in nodes:
+            self._where[node] = self._place(node, planned, requests)
+        # Alloc and views run on the device when a client does (views of host values
+        # otherwise stay on the host); clients come later in the order
+        for node in reversed(nodes):
+            name = _op_name(node)
+            if name in ("Alloc", "DimShuffle", "Reshape") and self._feeds_device(node):
+                self._where[node] = "alloc" if name == "Alloc" else "device view"
+                if name == "Alloc":
+                    requests.copies.add((node.outputs[0].dtype, max(node.outputs[0].ndim, 1)))
+        self.fallbacks = [n for n in nodes if self._where[n] in ("host", "anywhere")]
+        self._helpers = requests.kernels()
+        self.source, names = self._render()
+        self.kernels = []
+        for p, name in zip(self.planned, names):
+            p.info.name = name
+            self.kernels.append(p.info)
+        self._names = names
+        self.thunks = {}
+        if compile:
+            self.thunks = self._build_thunks(nodes, arch)
+
+    def _place(self, node, planned, requests):
+        name = _op_name(node)
+        if node in planned:
+            return "kernel"
+        if name == "Dot" and _dot_on_device(node):
+            dtype = node.outputs[0].dtype
+            requests.gemms.add(dtype)
+            requests.copies.update({(dtype, 1), (dtype, 2)})
+            return "dot"
+        if name in ("DimShuffle", "Reshape"):
+            if name == "Reshape":
+                requests.copies.add((node.inputs[0].dtype, max(node.inputs[0].ndim, 1)))
+            return "view"
+        if name == "SumTo":
+            for axes in _sumto_axes(node) or ():
+                requests.sums.add((node.inputs[0].dtype, node.inputs[0].ndim, axes))
+            return "sumto"
+        if name in _ANYWHERE:
+            return "anywhere"
+        return "host"
+
+    def _feeds_device(self, node):
+        """Whether a client of ``node``'s output runs on the device."""
+        return any(self._where.get(c) in _ON_DEVICE for c, _ in self.fgraph.clients[node.outputs[0]]
+                   if c != "output")
+
+    def _render(self):
+        kernels = [(p.kernel, p.inner_broadcast) for p in self.planned]
+        gemms = []
+        for k, (key, ir) in enumerate(self._helpers, start=len(kernels)):
+            placeholder = f"__KERNEL{k}__"
+            if key[0] == "gemm":
+                gemms.append((placeholder, key[1]))
+                kernels.append(None)
+            else:
+                kernels.append((dataclasses.replace(ir, name=placeholder), None))
+        text = cuda_render.render_module([k for k in kernels if k is not None], "theanine_module",
+                                         gemms)
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        names = [f"theanine_{digest}_k{k}" for k in range(len(kernels))]
+        for k, name in reversed(list(enumerate(names))):
+            text = text.replace(f"__KERNEL{k}__", name)
+        return text.replace("theanine_module", f"theanine_{digest}"), names
+
+    def _build_thunks(self, nodes, arch):
+        lib = None
+        if self._names:
+            if arch is None:
+                arch = "".join(map(str, cudart.compute_capability())) if is_available() \
+                    else nvcc.DEFAULT_ARCH
+            lib = nvcc.load_library(self.source, arch)
+        n_planned = len(self.planned)
+        helpers = {key: self._names[k] for k, (key, _) in enumerate(self._helpers, start=n_planned)}
+        copy = Copier({(key[1], key[2]): ElementwiseLauncher(_launcher(lib, name), key[2], "a device copy")
+                       for key, name in helpers.items() if key[0] == "copy"})
+        constants = [c.data for c in _constants(self.fgraph)]
+        residency = Residency(constants)
+        outputs = set(self.fgraph.outputs)
+        thunks = {}
+        planned = {p.node: (p, name) for p, name in zip(self.planned, self._names)}
+        for index, node in enumerate(nodes):
+            where = self._where[node]
+            n_in = len(node.inputs)
+            placement = ["host"] * n_in
+            if where == "kernel":
+                p, name = planned[node]
+                if isinstance(p.kernel, ReduceKernel):
+                    run = ReduceRun(node, _launcher(lib, name, True), _workspace(lib, name),
+                                    p.kernel.kind, p.kernel.axes, p.kernel.out_dtype)
+                else:
+                    run = ElementwiseRun(node, ElementwiseLauncher(_launcher(lib, name),
+                                                                   p.kernel.ndim, node.op))
+                placement = ["device"] * n_in
+            elif where == "dot":
+                run = DotRun(node, _gemm(lib, helpers[("gemm", node.outputs[0].dtype)]), copy)
+                placement = ["device"] * n_in
+            elif where in ("view", "device view"):
+                run = ViewRun(node, copy)
+                placement[0] = "device" if where == "device view" else "any"
+            elif where == "alloc":
+                run = AllocRun(node, copy)
+                placement[0] = "device"
+            elif where == "sumto":
+                dtype, ndim = node.inputs[0].dtype, node.inputs[0].ndim
+                reducers = {}
+                for axes in _sumto_axes(node) or ():
+                    name = helpers[("sum", dtype, ndim, axes)]
+                    reducers[axes] = ReduceRun(node, _launcher(lib, name, True), _workspace(lib, name),
+                                               "sum", axes, dtype, keepdims=True)
+                run = SumToRun(node, reducers)
+                placement = ["any", "any"]
+            elif where == "anywhere":
+                run = HostRun(node)
+                placement = ["any"] * n_in
+            else:
+                run = HostRun(node)
+            thunks[node] = Thunk(residency, run, placement, [o in outputs for o in node.outputs],
+                                 index)
+        return thunks
+
+
+def _constants(fgraph):
+    from theanine.graph.basic import Constant
+    seen = {}
+    for node in fgraph.toposort():
+        for v in node.inputs:
+            if isinstance(v, Constant):
+                seen[id(v)] = v
+    return list(seen.values())
+
+
+def _launcher(lib, name, workspace=False):
+    fn = nvcc.symbol(lib, name)
+    fn.restype = ctypes.c_int
+    fn.argtypes = [_Ptr, _Ptr, _Ptr] + ([_Ptr] if workspace else []) + [_Ptr]
+    return fn
+
+
+def _workspace(lib, name):
+    fn = nvcc.symbol(lib, f"{name}_workspace")
+    fn.restype = ctypes.c_int64
+    fn.argtypes = [_Ptr]
+    return fn
+
+
+def _gemm(lib, name):
+    fn = nvcc.symbol(lib, name)
+    fn.restype = ctypes.c_int
+    i64 = ctypes.c_int64
+    fn.argtypes = [i64, i64, i64, _Ptr, i64, i64, _Ptr, i64, i64, _Ptr, _Ptr]
+    return fn
