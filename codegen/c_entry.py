@@ -598,6 +598,118 @@ class _Steps:
         rows = [region.strides or ["0"], value_row or ["0"], region.strides or ["0"]]
         self._call(kernel, region.dims or ["1"], [region.data, value.data, region.data], rows, total)
 
+    def _offset(self, indices, strides) -> str:
+        return " + ".join(f"{i} * {st}" for i, st in zip(indices, strides)) or "0"
+
+    def _loops(self, tag, dims) -> list:
+        """Open one loop per size in ``dims``; returns the index names (close them after)."""
+        names = []
+        for d, n in enumerate(dims):
+            name = f"{tag}_i{d}"
+            self.w.open(f"for (int64_t {name} = 0; {name} < {n}; {name}++)")
+            names.append(name)
+        return names
+
+    def _ArgReduce(self, step):
+        w, s = self.w, self.s
+        v = self.views[step.src]
+        dtype = s.buffers[step.src].dtype
+        mem = crender.MEM_TYPES[dtype]
+        axes = list(range(len(v.dims))) if step.axis is None else [step.axis]
+        kept = [d for d in range(len(v.dims)) if d not in axes]
+        count = "1"
+        for d in axes:
+            count = w.mul(count, v.dims[d])
+        w.require(w.cmp(count, ">", "0"), "empty")
+        out = self._allocate(step.out, [v.dims[d] for d in kept])
+        tag = f"arg{step.out}"
+        with self.work():
+            w.open("")
+            w.raw(f"int64_t {tag}_slot = 0;")
+            outer = self._loops(f"{tag}k", [v.dims[d] for d in kept])
+            w.raw(f"int64_t {tag}_where = -1, {tag}_flat = 0;")
+            w.raw(f"{mem} {tag}_best = 0;")
+            inner = self._loops(f"{tag}a", [v.dims[d] for d in axes])
+            idx = [None] * len(v.dims)
+            for d, i in list(zip(kept, outer)) + list(zip(axes, inner)):
+                idx[d] = i
+            w.raw(f"const {mem} {tag}_v = *(const {mem} *)({v.data} + {self._offset(idx, v.strides)});")
+            op = ">" if step.kind == "argmax" else "<"
+            better = f"{tag}_v {op} {tag}_best"
+            if dtype in FLOATS:  # the first NaN wins and stays
+                better = f"({better} || (isnan({tag}_v) && !isnan({tag}_best)))"
+            w.raw(f"if ({tag}_where < 0 || {better}) {{ {tag}_best = {tag}_v; {tag}_where = {tag}_flat; }}")
+            w.raw(f"{tag}_flat++;")
+            for _ in inner:
+                w.close()
+            w.raw(f"((int64_t *){out.data})[{tag}_slot++] = {tag}_where;")
+            for _ in outer:
+                w.close()
+            w.close()
+
+    def _point(self, view, indices, i) -> _View:
+        """``view[indices[0][i], ..., indices[k-1][i]]``; an index out of range stops the call."""
+        w = self.w
+        data = view.data
+        for d, b in enumerate(indices):
+            iv = self.views[b]
+            mem = crender.MEM_TYPES[self.s.buffers[b].dtype]
+            k = w.let(f"(int64_t)*(const {mem} *)({iv.data} + {i} * {iv.strides[0]})")
+            n = view.dims[d]
+            k = w.select(w.cmp(k, "<", "0"), w.let(f"{k} + {n}"), k)
+            w.require(w.all_of([w.cmp(k, ">=", "0"), w.cmp(k, "<", n)]), "index")
+            data = w.let(f"{data} + {w.mul(k, view.strides[d])}", "char *")
+        k = len(indices)
+        return _View(data, view.dims[k:], view.strides[k:])
+
+    def _index_length(self, indices) -> str:
+        w = self.w
+        length = self.views[indices[0]].dims[0]
+        w.require(w.all_of([w.eq(self.views[b].dims[0], length) for b in indices[1:]]), "index")
+        return length
+
+    def _Gather(self, step):
+        w = self.w
+        v = self.views[step.src]
+        length = self._index_length(step.indices)
+        rest = v.dims[len(step.indices):]
+        out = self._allocate(step.out, [length] + rest)
+        tag = f"gather{step.out}"
+        with self.work():
+            w.open(f"for (int64_t {tag}_i = 0; {tag}_i < {length}; {tag}_i++)")
+            source = self._point(v, step.indices, f"{tag}_i")
+            row = _View(w.let(f"{out.data} + {tag}_i * {out.strides[0]}", "char *"), rest, out.strides[1:])
+            self._copy(step.kernel, source, rest, row)
+            w.close()
+
+    def _Scatter(self, step):
+        w = self.w
+        x, y = self.views[step.x], self.views[step.y]
+        length = self._index_length(step.indices)
+        out = self._allocate(step.out, x.dims)
+        with self.work():
+            self._copy(step.copy, x, x.dims, out)
+        rest = len(x.dims) - len(step.indices)
+        per_point = len(y.dims) == rest + 1
+        if per_point:
+            w.require(w.any_of([w.eq(y.dims[0], "1"), w.eq(y.dims[0], length)]), "shape")
+        tag = f"scatter{step.out}"
+        with self.work():
+            w.open(f"for (int64_t {tag}_i = 0; {tag}_i < {length}; {tag}_i++)")
+            region = self._point(out, step.indices, f"{tag}_i")
+            value = y
+            if per_point:
+                row = w.select(w.eq(y.dims[0], "1"), "0", f"{tag}_i")
+                value = _View(w.let(f"{y.data} + {w.mul(row, y.strides[0])}", "char *"),
+                              y.dims[1:], y.strides[1:])
+            w.require(w.all_of([w.any_of([w.eq(n, "1"), w.eq(n, region.dims[len(region.dims) - len(value.dims) + d])])
+                                for d, n in enumerate(value.dims)]), "shape")
+            if step.set:
+                self._copy(step.write, value, region.dims, region)
+            else:
+                self._update(step.write, region, value)
+            w.close()
+
     def _Fill(self, step):
         w = self.w
         dims = [self._scalar(b) for b in step.dims]

@@ -671,6 +671,156 @@ class _Renderer:
         rows = [region.strides or ["0"], value_row or ["0"], region.strides or ["0"]]
         self._call(kernel, region.dims or ["1"], [region.data, value.data, region.data], rows, total)
 
+    def _loop_nest(self, dims, body):
+        """Loops over ``dims`` (outermost first) around ``body(indices)``, which emits code."""
+        f = self.f
+        tags, indices = [], []
+        for n in dims:
+            tag = f.label("loop")
+            before = f.block
+            f.raw(f"br label %{tag}_head")
+            f.start(f"{tag}_head")
+            i = f(f"phi i64 [0, %{before}], [%{tag}_next, %{tag}_latch]")
+            f.raw(f"br i1 {f(f'icmp slt i64 {i}, {n}')}, label %{tag}_body, label %{tag}_exit")
+            f.start(f"{tag}_body")
+            tags.append(tag)
+            indices.append(i)
+        body(indices)
+        for tag, i in zip(reversed(tags), reversed(indices)):
+            f.raw(f"br label %{tag}_latch")
+            f.start(f"{tag}_latch")
+            f.raw(f"%{tag}_next = add i64 {i}, 1")
+            f.raw(f"br label %{tag}_head")
+            f.start(f"{tag}_exit")
+
+    def _at(self, data, indices, strides) -> str:
+        """The address of the element at ``indices`` (SSA values)."""
+        f = self.f
+        offset = "0"
+        for i, st in zip(indices, strides):
+            offset = f(f"add i64 {offset}, {f.mul(i, st)}")
+        return f(f"getelementptr i8, ptr {data}, i64 {offset}")
+
+    def _ArgReduce(self, step):
+        f, s = self.f, self.s
+        v = self.views[step.src]
+        dtype = s.buffers[step.src].dtype
+        ty = llvm.LLVM_TYPES[dtype]
+        axes = list(range(len(v.dims))) if step.axis is None else [step.axis]
+        kept = [d for d in range(len(v.dims)) if d not in axes]
+        count = "1"
+        for d in axes:
+            count = f.mul(count, v.dims[d])
+        f.require(f(f"icmp sgt i64 {count}, 0"))
+        out = self._allocate(step.out, [v.dims[d] for d in kept])
+        tag = f.label("arg")
+        best, where, flat, slot = (f.alloca(f"{tag}_{n}", t) for n, t in
+                                   (("best", ty), ("where", "i64"), ("flat", "i64"), ("slot", "i64")))
+        f.raw(f"store i64 0, ptr {slot}")
+        floats = dtype.startswith("float")
+        wins = {"argmax": ("fcmp ogt", "icmp ugt" if dtype == "bool" or dtype.startswith("u") else "icmp sgt"),
+                "argmin": ("fcmp olt", "icmp ult" if dtype == "bool" or dtype.startswith("u") else "icmp slt")}
+        compare = wins[step.kind][0 if floats else 1]
+
+        def outer(kept_idx):
+            f.raw(f"store i64 0, ptr {flat}")
+            f.raw(f"store i64 -1, ptr {where}")
+
+            def inner(axis_idx):
+                idx = [None] * len(v.dims)
+                for d, i in zip(kept, kept_idx):
+                    idx[d] = i
+                for d, i in zip(axes, axis_idx):
+                    idx[d] = i
+                value = f(f"load {ty}, ptr {self._at(v.data, idx, v.strides)}")
+                k = f(f"load i64, ptr {flat}")
+                first = f(f"icmp eq i64 {f(f'load i64, ptr {where}')}, -1")
+                current = f(f"load {ty}, ptr {best}")
+                better = f(f"{compare} {ty} {value}, {current}")
+                if floats:  # the first NaN wins and stays
+                    nan_now = f(f"fcmp uno {ty} {value}, {value}")
+                    nan_before = f(f"fcmp uno {ty} {current}, {current}")
+                    fresh_nan = f.all_of([nan_now, f(f"xor i1 {nan_before}, true")])
+                    better = f.any_of([better, fresh_nan])
+                take = f.any_of([first, better])
+                f.raw(f"store {ty} {f(f'select i1 {take}, {ty} {value}, {ty} {current}')}, ptr {best}")
+                old = f(f"load i64, ptr {where}")
+                f.raw(f"store i64 {f(f'select i1 {take}, i64 {k}, i64 {old}')}, ptr {where}")
+                f.raw(f"store i64 {f(f'add i64 {k}, 1')}, ptr {flat}")
+
+            self._loop_nest([v.dims[d] for d in axes], inner)
+            position = f(f"load i64, ptr {slot}")
+            target = f(f"getelementptr i64, ptr {out.data}, i64 {position}")
+            f.raw(f"store i64 {f(f'load i64, ptr {where}')}, ptr {target}")
+            f.raw(f"store i64 {f(f'add i64 {position}, 1')}, ptr {slot}")
+
+        self._loop_nest([v.dims[d] for d in kept], outer)
+
+    def _point(self, view, indices, i) -> _View:
+        """``view[indices[0][i], ..., indices[k-1][i]]``; an index out of range bails."""
+        f = self.f
+        data = view.data
+        for d, b in enumerate(indices):
+            iv = self.views[b]
+            dtype = self.s.buffers[b].dtype
+            ty = llvm.LLVM_TYPES[dtype]
+            raw = f(f"load {ty}, ptr {self._at(iv.data, [i], iv.strides)}")
+            k = raw if ty == "i64" else f(f"{'zext' if dtype.startswith('u') else 'sext'} {ty} {raw} to i64")
+            n = view.dims[d]
+            k = f.select(f(f"icmp slt i64 {k}, 0"), f(f"add i64 {k}, {n}"), k)
+            f.require(f.all_of([f(f"icmp sge i64 {k}, 0"), f(f"icmp slt i64 {k}, {n}")]))
+            data = f(f"getelementptr i8, ptr {data}, i64 {f.mul(k, view.strides[d])}")
+        k = len(indices)
+        return _View(data, view.dims[k:], view.strides[k:])
+
+    def _index_length(self, indices) -> str:
+        f = self.f
+        length = self.views[indices[0]].dims[0]
+        f.require(f.all_of([f.eq(self.views[b].dims[0], length) for b in indices[1:]]))
+        return length
+
+    def _Gather(self, step):
+        v = self.views[step.src]
+        length = self._index_length(step.indices)
+        rest = v.dims[len(step.indices):]
+        out = self._allocate(step.out, [length] + rest)
+
+        def body(i):
+            source = self._point(v, step.indices, i[0])
+            row = _View(self.f(f"getelementptr i8, ptr {out.data}, i64 {self.f.mul(i[0], out.strides[0])}"),
+                        rest, out.strides[1:])
+            self._copy(step.kernel, source, rest, row)
+
+        self._loop_nest([length], body)
+
+    def _Scatter(self, step):
+        f = self.f
+        x, y = self.views[step.x], self.views[step.y]
+        length = self._index_length(step.indices)
+        out = self._allocate(step.out, x.dims)
+        self._copy(step.copy, x, x.dims, out)
+        rest = len(x.dims) - len(step.indices)
+        per_point = len(y.dims) == rest + 1  # y[i] goes to point i (y's first size 1 or length)
+        if per_point:
+            f.require(f.any_of([f.eq(y.dims[0], "1"), f.eq(y.dims[0], length)]))
+        f.require("true" if len(y.dims) <= rest + 1 else "false")
+
+        def body(i):
+            region = self._point(out, step.indices, i[0])
+            value = y
+            if per_point:
+                row = f.select(f.eq(y.dims[0], "1"), "0", i[0])
+                value = _View(f(f"getelementptr i8, ptr {y.data}, i64 {f.mul(row, y.strides[0])}"),
+                              y.dims[1:], y.strides[1:])
+            f.require(f.all_of([f.any_of([f.eq(n, "1"), f.eq(n, region.dims[len(region.dims) - len(value.dims) + d])])
+                                for d, n in enumerate(value.dims)]))
+            if step.set:
+                self._copy(step.write, value, region.dims, region)
+            else:
+                self._update(step.write, region, value)
+
+        self._loop_nest([length], body)
+
     def _Fill(self, step):
         f = self.f
         dims = [self._scalar(b) for b in step.dims]

@@ -186,8 +186,47 @@ class IncSubtensor:
     set: bool
 
 
+@dataclass(frozen=True)
+class ArgReduce:
+    """``out`` (int64) = the index of the first largest (``argmax``) or smallest (``argmin``)
+    element of ``src`` along ``axis``, or of ``src`` flattened in C order when ``axis`` is
+    None; a NaN counts as the extreme. An empty reduction bails."""
+
+    src: int
+    out: int
+    axis: object
+    kind: str
+
+
+@dataclass(frozen=True)
+class Gather:
+    """``out[i] = src[indices[0][i], ..., indices[k-1][i]]`` (a sub-array of ``src`` when it
+    has more than k dimensions), copied by ``kernel``. The index vectors must have one
+    length; negative indices count from the end; one out of range bails."""
+
+    kernel: str
+    src: int
+    indices: tuple
+    out: int
+
+
+@dataclass(frozen=True)
+class Scatter:
+    """``out`` = a copy of ``x`` (made by ``copy``) where each point ``i`` of ``indices``
+    (as in Gather) is set to (``set``) or incremented by the matching part of ``y`` with
+    ``write``; repeated points accumulate in order, as numpy.add.at does."""
+
+    copy: str
+    write: str
+    x: int
+    y: int
+    indices: tuple
+    out: int
+    set: bool
+
+
 STEP_TYPES = (Elementwise, Reduce, Gemm, DimShuffle, SumToShape, ShapeOf, Index, Fill, MakeVector,
-              Reshape, SpecifyShape, ARange, Join, IncSubtensor)
+              Reshape, SpecifyShape, ARange, Join, IncSubtensor, ArgReduce, Gather, Scatter)
 #: steps whose output is a view of (shares memory with) their first input
 VIEW_STEPS = (DimShuffle, SumToShape, Index, SpecifyShape)
 
@@ -244,6 +283,10 @@ def read(step) -> list:
         return [step.start, step.stop, step.step]
     if isinstance(step, Join):
         return list(step.inputs)
+    if isinstance(step, Gather):
+        return [step.src, *step.indices]
+    if isinstance(step, Scatter):
+        return [step.x, step.y, *step.indices]
     if isinstance(step, IncSubtensor):
         return [step.x, step.y] + [p for item in step.items for p in item[1:] if p is not None]
     return [step.src]

@@ -1,4 +1,4 @@
-"""The whole-function native entry (mode 'llvm'): each schedule step against NumPy, the
+"""The whole-function native entry (modes 'llvm' and 'c'): each schedule step against NumPy, the
 calls it must hand to the node-by-node path, and what a call may not leave behind.
 
 ``entry_only`` makes the node-by-node path raise, so a test using it proves the
@@ -15,8 +15,18 @@ import theanine.tensor as T
 from theanine import shared
 
 
+_TARGET = {"mode": "llvm"}
+
+
+@pytest.fixture(autouse=True, params=["llvm", "c"])
+def target(request):
+    """Every test runs against the LLVM entry and the C entry."""
+    _TARGET["mode"] = request.param
+    return request.param
+
+
 def compiled(inputs, outputs, **kwargs):
-    f = theanine.function(inputs, outputs, mode="llvm", **kwargs)
+    f = theanine.function(inputs, outputs, mode=_TARGET["mode"], **kwargs)
     assert f._native.entry is not None, f._native.why_no_entry
     return f
 
@@ -341,3 +351,68 @@ def test_reshape_reads_a_strided_shape_vector(rng):
     f = entry_only(compiled([x, s], T.reshape(x, s, ndim=2) + 0))
     xv = rng.normal(size=6)
     np.testing.assert_array_equal(f(xv, np.array([-1, 3, 2])[::2]), xv.reshape(-1, 2))
+
+
+@pytest.mark.parametrize("kind", ["argmax", "argmin"])
+@pytest.mark.parametrize("axis", [None, 0, 1, 2])
+@pytest.mark.parametrize("dtype", ["float64", "float32", "int32", "uint8", "bool"])
+def test_argmax_argmin(rng, kind, axis, dtype):
+    x = T.tensor(dtype=dtype, shape=(None, None, None))
+    f = entry_only(compiled([x], getattr(T, kind)(x, axis=axis)))
+    xv = (rng.normal(size=(3, 4, 5)) * 3).astype(dtype)
+    if dtype == "float64":
+        xv[1, 2, 3] = np.nan
+    for arr in (xv, xv[:, ::-1].transpose(0, 2, 1)):
+        np.testing.assert_array_equal(f(arr), getattr(np, kind)(arr, axis=axis))
+    f._runner.allow = True
+    with pytest.raises(ValueError):
+        f(np.zeros((0, 4, 5), dtype=dtype) if axis in (None, 0) else np.zeros((3, 0, 0), dtype=dtype))
+
+
+def test_gather_rows_and_points(rng):
+    x, i, j = T.dmatrix("x"), T.lvector("i"), T.ivector("j")
+    f = entry_only(compiled([x, i, j], [x[i] * 1, x[i, j] + 0, x[i, :] * 2]))
+    xv = rng.normal(size=(5, 4))[:, ::-1]
+    iv, jv = np.array([4, 0, -1, 2, 2]), np.array([3, -4, 0, 1, 1], dtype="int32")
+    got = f(xv, iv, jv)
+    np.testing.assert_array_equal(got[0], xv[iv])
+    np.testing.assert_array_equal(got[1], xv[iv, jv])
+    np.testing.assert_array_equal(got[2], xv[iv] * 2)
+    f._runner.allow = True
+    with pytest.raises(IndexError):
+        f(xv, np.array([5, 0, 0, 0, 0]), jv)
+    with pytest.raises(IndexError):
+        f(xv, iv, np.array([0, 0, 0, 0, -5], dtype="int32"))
+
+
+@pytest.mark.parametrize("kind", ["set", "inc"])
+def test_scatter_rows_and_points_accumulate(rng, kind):
+    x, y, v, i, j = T.dmatrix("x"), T.dmatrix("y"), T.dvector("v"), T.lvector("i"), T.lvector("j")
+    update = T.set_subtensor if kind == "set" else T.inc_subtensor
+    f = entry_only(compiled([x, y, v, i, j], [update(x[i], y) * 1, update(x[i, j], v) * 1,
+                                              update(x[i], v[0]) * 1]))
+    xv, yv, vv = rng.normal(size=(4, 3)), rng.normal(size=(5, 3)), rng.normal(size=5)
+    iv, jv = np.array([1, 3, 1, -1, 0]), np.array([2, 0, 2, 1, -3])
+    got = f(xv, yv, vv, iv, jv)
+    want = [xv.copy(), xv.copy(), xv.copy()]
+    if kind == "set":
+        want[0][iv] = yv
+        want[1][iv, jv] = vv
+        want[2][iv] = vv[0]
+    else:
+        np.add.at(want[0], iv, yv)
+        np.add.at(want[1], (iv, jv), vv)
+        np.add.at(want[2], iv, vv[0])
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-14)
+
+
+def test_embedding_gradient_runs_natively(rng):
+    E, i = T.dmatrix("E"), T.lvector("i")
+    cost = T.sum(T.tanh(E[i]) ** 2)
+    f = entry_only(compiled([E, i], theanine.grad(cost, E)))
+    Ev, iv = rng.normal(size=(6, 3)), np.array([0, 5, 0, 2])
+    want = np.zeros_like(Ev)
+    t = np.tanh(Ev[iv])
+    np.add.at(want, iv, 2 * t * (1 - t ** 2))
+    np.testing.assert_allclose(f(Ev, iv), want, rtol=1e-12)

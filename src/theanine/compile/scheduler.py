@@ -18,7 +18,7 @@ from theanine.graph.basic import Constant
 from theanine.codegen.ir import Instr, ScalarProgram
 from theanine.tensor.basic import Alloc, ARange, Join
 from theanine.tensor.elemwise import DimShuffle, SumTo
-from theanine.tensor.math import Dot
+from theanine.tensor.math import ArgReduce, Dot
 from theanine.tensor.shape import MakeVector, Reshape, Shape, SpecifyShape
 from theanine.tensor.subtensor import IncSubtensor, Subtensor
 
@@ -97,6 +97,18 @@ class _Builder:
                                 else _add(x.dtype, y.dtype), region)
             step = S.IncSubtensor(self.copy_kernel(self.buffers[ins[0]]), write, ins[0], ins[1],
                                   _items(op.idx_list, ins[2:]), outs[0], op.set_instead_of_inc)
+        elif isinstance(op, Subtensor) and _leading_vectors(op, node.inputs[1:]):
+            step = S.Gather(self.copy_kernel(S.Buffer(node.inputs[0].dtype, node.outputs[0].ndim - 1, ())),
+                            ins[0], tuple(ins[1:]), outs[0])
+        elif isinstance(op, IncSubtensor) and _leading_vectors(op, node.inputs[2:]):
+            x, y = node.inputs[:2]
+            region = x.ndim - len(node.inputs[2:])
+            write = self.kernel(_convert(y.dtype, x.dtype) if op.set_instead_of_inc
+                                else _add(x.dtype, y.dtype), region)
+            step = S.Scatter(self.copy_kernel(self.buffers[ins[0]]), write, ins[0], ins[1],
+                             tuple(ins[2:]), outs[0], op.set_instead_of_inc)
+        elif isinstance(op, ArgReduce) and node.inputs[0].dtype in DTYPES:
+            step = S.ArgReduce(ins[0], outs[0], op.axis, op.kind)
         elif isinstance(op, Join):
             out = node.outputs[0]
             kernels = tuple(self.kernel(_convert(v.dtype, out.dtype), out.ndim) for v in node.inputs)
@@ -154,6 +166,14 @@ def _basic(op) -> bool:
     return not op.is_advanced and all(e[0] in ("i", "s", "n") for e in op.idx_list)
 
 
+def _leading_vectors(op, index_inputs) -> bool:
+    """Whether ``op`` indexes with integer vectors first and full slices after."""
+    k = len(index_inputs)
+    return (k >= 1 and all(e == ("a",) for e in op.idx_list[:k])
+            and all(e == ("s", False, False, False) for e in op.idx_list[k:])
+            and all(v.ndim == 1 and v.dtype in _INTS for v in index_inputs))
+
+
 def _items(idx_list, index_buffers) -> tuple:
     """Schedule index items for a basic ``idx_list`` whose runtime parts are ``index_buffers``."""
     values = iter(index_buffers)
@@ -180,7 +200,8 @@ def _add(dst, src) -> ScalarProgram:
     return ScalarProgram((dst, src), (), (Instr("add", (0, 1), dst, dst),), (2,))
 
 
-_ALLOCATING = (S.Elementwise, S.Reduce, S.Gemm, S.Join, S.IncSubtensor)
+_ALLOCATING = (S.Elementwise, S.Reduce, S.Gemm, S.Join, S.IncSubtensor, S.ArgReduce, S.Gather,
+               S.Scatter)
 
 
 def build_schedule(fgraph, planned, n_args=None, n_outputs=None, single=False):
