@@ -647,6 +647,40 @@ class _Steps:
                 w.close()
             w.close()
 
+    def _CumOp(self, step):
+        w, s = self.w, self.s
+        v = self.views[step.src]
+        src, dst = s.buffers[step.src].dtype, s.buffers[step.out].dtype
+        ms, md = crender.MEM_TYPES[src], crender.MEM_TYPES[dst]
+        axes = list(range(len(v.dims))) if step.axis is None else [step.axis]
+        kept = [d for d in range(len(v.dims)) if d not in axes]
+        if step.axis is None:
+            total = "1"
+            for n in v.dims:
+                total = w.mul(total, n)
+            out = self._allocate(step.out, [total])
+        else:
+            out = self._allocate(step.out, list(v.dims))
+        tag = f"cum{step.out}"
+        op = "+" if step.mode == "add" else "*"
+        with self.work():
+            w.open("")
+            w.raw(f"int64_t {tag}_flat = 0;")
+            outer = self._loops(f"{tag}k", [v.dims[d] for d in kept])
+            w.raw(f"{md} {tag}_acc = {0 if step.mode == 'add' else 1};")
+            inner = self._loops(f"{tag}a", [v.dims[d] for d in axes])
+            idx = [None] * len(v.dims)
+            for d, i in list(zip(kept, outer)) + list(zip(axes, inner)):
+                idx[d] = i
+            w.raw(f"{tag}_acc = {tag}_acc {op} ({md})*(const {ms} *)({v.data} + {self._offset(idx, v.strides)});")
+            if step.axis is None:
+                w.raw(f"(({md} *){out.data})[{tag}_flat++] = {tag}_acc;")
+            else:
+                w.raw(f"*({md} *)({out.data} + {self._offset(idx, out.strides)}) = {tag}_acc;")
+            for _ in inner + outer:
+                w.close()
+            w.close()
+
     def _point(self, view, indices, i) -> _View:
         """``view[indices[0][i], ..., indices[k-1][i]]``; an index out of range stops the call."""
         w = self.w

@@ -756,6 +756,61 @@ class _Renderer:
 
         self._loop_nest([v.dims[d] for d in kept], outer)
 
+    def _convert(self, value, src, dst) -> str:
+        """``value`` of dtype ``src`` as ``dst`` (the widenings a running sum needs)."""
+        f = self.f
+        if src == dst:
+            return value
+        ts, td = llvm.LLVM_TYPES[src], llvm.LLVM_TYPES[dst]
+        if dst.startswith("float"):
+            if src.startswith("float"):
+                return f(f"fpext {ts} {value} to {td}")
+            return f(f"{'uitofp' if src.startswith('u') or src == 'bool' else 'sitofp'} {ts} {value} to {td}")
+        return f(f"{'zext' if src.startswith('u') or src == 'bool' else 'sext'} {ts} {value} to {td}")
+
+    def _CumOp(self, step):
+        f, s = self.f, self.s
+        v = self.views[step.src]
+        src, dst = s.buffers[step.src].dtype, s.buffers[step.out].dtype
+        ts, td = llvm.LLVM_TYPES[src], llvm.LLVM_TYPES[dst]
+        axes = list(range(len(v.dims))) if step.axis is None else [step.axis]
+        kept = [d for d in range(len(v.dims)) if d not in axes]
+        if step.axis is None:
+            total = "1"
+            for n in v.dims:
+                total = f.mul(total, n)
+            out = self._allocate(step.out, [total])
+        else:
+            out = self._allocate(step.out, list(v.dims))
+        tag = f.label("cum")
+        acc, flat = f.alloca(f"{tag}_acc", td), f.alloca(f"{tag}_flat", "i64")
+        f.raw(f"store i64 0, ptr {flat}")
+        start = llvm._literal(0 if step.mode == "add" else 1, dst)
+        floats = dst.startswith("float")
+        op = ("fadd" if floats else "add") if step.mode == "add" else ("fmul" if floats else "mul")
+
+        def outer(kept_idx):
+            f.raw(f"store {td} {start}, ptr {acc}")
+
+            def inner(axis_idx):
+                idx = [None] * len(v.dims)
+                for d, i in list(zip(kept, kept_idx)) + list(zip(axes, axis_idx)):
+                    idx[d] = i
+                x = self._convert(f(f"load {ts}, ptr {self._at(v.data, idx, v.strides)}"), src, dst)
+                total = f(f"{op} {td} {f(f'load {td}, ptr {acc}')}, {x}")
+                f.raw(f"store {td} {total}, ptr {acc}")
+                if step.axis is None:
+                    k = f(f"load i64, ptr {flat}")
+                    target = f(f"getelementptr {td}, ptr {out.data}, i64 {k}")
+                    f.raw(f"store i64 {f(f'add i64 {k}, 1')}, ptr {flat}")
+                else:
+                    target = self._at(out.data, idx, out.strides)
+                f.raw(f"store {td} {total}, ptr {target}")
+
+            self._loop_nest([v.dims[d] for d in axes], inner)
+
+        self._loop_nest([v.dims[d] for d in kept], outer)
+
     def _point(self, view, indices, i) -> _View:
         """``view[indices[0][i], ..., indices[k-1][i]]``; an index out of range bails."""
         f = self.f

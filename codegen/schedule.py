@@ -225,8 +225,20 @@ class Scatter:
     set: bool
 
 
+@dataclass(frozen=True)
+class CumOp:
+    """``out`` = the running sum (``add``) or product (``mul``) of ``src`` along ``axis`` (of
+    ``src`` flattened in C order when ``axis`` is None), accumulated in ``out``'s dtype in
+    order, as numpy.cumsum and cumprod do."""
+
+    src: int
+    out: int
+    axis: object
+    mode: str
+
+
 STEP_TYPES = (Elementwise, Reduce, Gemm, DimShuffle, SumToShape, ShapeOf, Index, Fill, MakeVector,
-              Reshape, SpecifyShape, ARange, Join, IncSubtensor, ArgReduce, Gather, Scatter)
+              Reshape, SpecifyShape, ARange, Join, IncSubtensor, ArgReduce, Gather, Scatter, CumOp)
 #: steps whose output is a view of (shares memory with) their first input
 VIEW_STEPS = (DimShuffle, SumToShape, Index, SpecifyShape)
 

@@ -416,3 +416,19 @@ def test_embedding_gradient_runs_natively(rng):
     t = np.tanh(Ev[iv])
     np.add.at(want, iv, 2 * t * (1 - t ** 2))
     np.testing.assert_allclose(f(Ev, iv), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("mode_", ["add", "mul"])
+@pytest.mark.parametrize("axis", [None, 0, 1])
+@pytest.mark.parametrize("dtype", ["float64", "float32", "int32", "bool"])
+def test_cumsum_cumprod(rng, mode_, axis, dtype):
+    x = T.tensor(dtype=dtype, shape=(None, None))
+    fn = T.cumsum if mode_ == "add" else T.cumprod
+    f = entry_only(compiled([x], fn(x, axis=axis)))
+    xv = (rng.normal(size=(4, 5)) * 2).astype(dtype)
+    ref = (np.cumsum if mode_ == "add" else np.cumprod)
+    for arr in (xv, xv.T[::-1], np.zeros((0, 3), dtype)):
+        got = f(arr)
+        want = ref(arr, axis=axis)
+        assert got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == "float32" else 1e-14)

@@ -18,7 +18,7 @@ from theanine.graph.basic import Constant
 from theanine.codegen.ir import Instr, ScalarProgram
 from theanine.tensor.basic import Alloc, ARange, Join
 from theanine.tensor.elemwise import DimShuffle, SumTo
-from theanine.tensor.math import ArgReduce, Dot
+from theanine.tensor.math import ArgReduce, CumOp, Dot
 from theanine.tensor.shape import MakeVector, Reshape, Shape, SpecifyShape
 from theanine.tensor.subtensor import IncSubtensor, Subtensor
 
@@ -109,6 +109,8 @@ class _Builder:
                              tuple(ins[2:]), outs[0], op.set_instead_of_inc)
         elif isinstance(op, ArgReduce) and node.inputs[0].dtype in DTYPES:
             step = S.ArgReduce(ins[0], outs[0], op.axis, op.kind)
+        elif isinstance(op, CumOp) and _widens(node.inputs[0].dtype, node.outputs[0].dtype):
+            step = S.CumOp(ins[0], outs[0], op.axis, op.mode)
         elif isinstance(op, Join):
             out = node.outputs[0]
             kernels = tuple(self.kernel(_convert(v.dtype, out.dtype), out.ndim) for v in node.inputs)
@@ -164,6 +166,15 @@ class _Builder:
 
 def _basic(op) -> bool:
     return not op.is_advanced and all(e[0] in ("i", "s", "n") for e in op.idx_list)
+
+
+def _widens(src, dst) -> bool:
+    """Whether ``src`` converts to ``dst`` without loss of kind (same, wider, int to float)."""
+    if src == dst:
+        return True
+    if dst.startswith("float"):
+        return src in DTYPES and src != "float64"
+    return src in ("bool", "int8", "int16", "int32", "uint8", "uint16", "uint32") and dst in ("int64", "uint64")
 
 
 def _leading_vectors(op, index_inputs) -> bool:
