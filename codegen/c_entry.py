@@ -807,6 +807,12 @@ class _Steps:
         self.views[step.out] = _View(base, dims, out_strides)
         self.contiguous[step.out] = "true"
 
+    def _Check(self, step):
+        w = self.w
+        w.require(w.all_of([w.let(f"*(const uint8_t *){self.views[b].data} != 0", "bool")
+                            for b in step.conditions]), "index")
+        self.views[step.out] = self.views[step.src]
+
     def _SpecifyShape(self, step):
         w = self.w
         v = self.views[step.src]

@@ -955,6 +955,12 @@ class _Renderer:
         self.views[step.out] = _View(base, dims, out_strides)
         self.contiguous[step.out] = "true"
 
+    def _Check(self, step):
+        f = self.f
+        f.require(f.all_of([f(f"icmp ne i8 {f(f'load i8, ptr {self.views[b].data}')}, 0")
+                            for b in step.conditions]))
+        self.views[step.out] = self.views[step.src]
+
     def _SpecifyShape(self, step):
         f = self.f
         v = self.views[step.src]

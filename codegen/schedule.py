@@ -237,10 +237,20 @@ class CumOp:
     mode: str
 
 
+@dataclass(frozen=True)
+class Check:
+    """``out`` is ``src`` after checking that each 0-d boolean buffer of ``conditions`` is
+    true; one that is not bails (the node-by-node path raises the error)."""
+
+    src: int
+    conditions: tuple
+    out: int
+
+
 STEP_TYPES = (Elementwise, Reduce, Gemm, DimShuffle, SumToShape, ShapeOf, Index, Fill, MakeVector,
-              Reshape, SpecifyShape, ARange, Join, IncSubtensor, ArgReduce, Gather, Scatter, CumOp)
+              Reshape, SpecifyShape, ARange, Join, IncSubtensor, ArgReduce, Gather, Scatter, CumOp, Check)
 #: steps whose output is a view of (shares memory with) their first input
-VIEW_STEPS = (DimShuffle, SumToShape, Index, SpecifyShape)
+VIEW_STEPS = (DimShuffle, SumToShape, Index, SpecifyShape, Check)
 
 
 @dataclass(frozen=True)
@@ -295,6 +305,8 @@ def read(step) -> list:
         return [step.start, step.stop, step.step]
     if isinstance(step, Join):
         return list(step.inputs)
+    if isinstance(step, Check):
+        return [step.src, *step.conditions]
     if isinstance(step, Gather):
         return [step.src, *step.indices]
     if isinstance(step, Scatter):

@@ -553,3 +553,16 @@ def test_training_step_with_softmax_crossentropy_is_native(mode, rng):
     close(W.get_value(), -0.5 * xs.T @ (probs - np.eye(3)[ys]) / 6)
     if mode in NATIVE:
         assert nnet_fallbacks(step) == []
+
+
+def test_out_of_range_labels_raise(mode):
+    """A label outside [0, classes) is an error in every mode, never a silent number."""
+    logits, labels = T.dmatrix("logits"), T.lvector("labels")
+    loss = T.mean(T.nnet.categorical_crossentropy(T.nnet.softmax(logits), labels))
+    f = theanine.function([logits, labels], [loss, theanine.grad(loss, logits)], mode=mode)
+    z = np.random.default_rng(0).normal(size=(3, 4))
+    good = f(z, np.array([0, 3, 1]))
+    assert np.isfinite(good[0])
+    for bad in ([0, 4, 1], [0, -1, 1]):
+        with pytest.raises(ValueError, match="out of range"):
+            f(z, np.array(bad))

@@ -432,3 +432,14 @@ def test_cumsum_cumprod(rng, mode_, axis, dtype):
         want = ref(arr, axis=axis)
         assert got.dtype == want.dtype
         np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == "float32" else 1e-14)
+
+
+def test_assert_checks_in_the_entry(rng):
+    x = T.dvector("x")
+    checked = T.assert_op(x, T.all(T.gt(x, 0)), message="x must be positive")
+    f = compiled([x], T.log(checked))
+    calls = bails(f)
+    np.testing.assert_allclose(f(np.array([1.0, 2.0])), np.log([1.0, 2.0]))
+    assert calls.calls == 0
+    with pytest.raises(ValueError, match="x must be positive"):
+        f(np.array([1.0, -2.0]))

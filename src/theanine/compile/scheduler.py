@@ -16,7 +16,7 @@ from theanine.codegen import schedule as S
 from theanine.codegen.ir import ReduceKernel
 from theanine.graph.basic import Constant
 from theanine.codegen.ir import Instr, ScalarProgram
-from theanine.tensor.basic import Alloc, ARange, Join
+from theanine.tensor.basic import Alloc, ARange, Assert, Join
 from theanine.tensor.elemwise import DimShuffle, SumTo
 from theanine.tensor.math import ArgReduce, CumOp, Dot
 from theanine.tensor.shape import MakeVector, Reshape, Shape, SpecifyShape
@@ -124,6 +124,8 @@ class _Builder:
         elif isinstance(op, Reshape):
             self._integers(node, node.inputs[1:])
             step = S.Reshape(self.copy_kernel(self.buffers[ins[0]]), ins[0], ins[1], outs[0])
+        elif isinstance(op, Assert):
+            step = S.Check(ins[0], tuple(ins[1:]), outs[0])
         elif isinstance(op, SpecifyShape):
             step = S.SpecifyShape(ins[0], outs[0], tuple(op.shape))
         elif isinstance(op, ARange) and op.dtype in _INTS:

@@ -629,7 +629,47 @@ def flip(x, axis=None):
     return x[tuple(index)]
 
 
+class Assert(Op):
+    """x, after checking at run time that every condition (a boolean scalar) holds;
+    ValueError with ``message`` otherwise. Native entries check the conditions too."""
+
+    __props__ = ("message",)
+
+    def __init__(self, message):
+        self.message = str(message)
+
+    def make_node(self, x, *conditions):
+        x = as_tensor_variable(x)
+        conditions = [as_tensor_variable(c) for c in conditions]
+        for k, c in enumerate(conditions):
+            if c.ndim != 0 or c.dtype != "bool":
+                raise TypeError(f"Assert: condition {k} must be a boolean scalar, got {c.type}")
+        return Apply(self, [x] + conditions, [x.type()])
+
+    def perform(self, node, inputs, output_storage):
+        x, *conditions = inputs
+        if not all(bool(c) for c in conditions):
+            raise ValueError(self.message)
+        output_storage[0][0] = x
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [shapes[0]]
+
+    def L_op(self, inputs, outputs, output_grads):
+        from theanine.gradient import DisconnectedType
+        return [output_grads[0]] + [DisconnectedType()() for _ in inputs[1:]]
+
+    def connection_pattern(self, node):
+        return [[True]] + [[False] for _ in node.inputs[1:]]
+
+
+def assert_op(x, *conditions, message="assertion failed"):
+    """``x``, checked at run time: ValueError(``message``) unless every condition holds."""
+    return Assert(message)(x, *conditions)
+
+
 __all__ = sorted(set(_constructors) | set(_plurals) | {
+    "Assert", "assert_op",
     "tensor", "NotScalarConstantError",
     "get_scalar_constant_value", "Alloc", "alloc", "broadcast_to", "zeros", "ones", "full",
     "zeros_like", "ones_like", "full_like", "ARange", "arange", "Eye", "eye", "identity_like",

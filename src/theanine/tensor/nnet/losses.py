@@ -14,7 +14,7 @@ import numpy as np
 from theanine.gradient import grad_undefined_for_discrete
 from theanine.graph.basic import Apply
 from theanine.tensor import math as tm
-from theanine.tensor.basic import arange
+from theanine.tensor.basic import arange, assert_op
 from theanine.tensor.elemwise import broadcast_static_shapes, dimshuffle, sum_to
 from theanine.tensor.nnet.expandable import ExpandableOp
 from theanine.tensor.shape import shape_i
@@ -27,6 +27,9 @@ def label_mask(labels, n_classes):
     ``n_classes`` (an int or a symbolic scalar), True at each label."""
     labels = as_tensor_variable(labels)
     classes = arange(n_classes, dtype="int64")
+    labels = assert_op(labels, tm.all(tm.ge(labels, 0)), tm.all(tm.lt(labels, n_classes)),
+                       message="categorical_crossentropy: a label is out of range "
+                               "(labels must lie in [0, number of classes))")
     return tm.eq(dimshuffle(labels, list(range(labels.ndim)) + ["x"]), classes)
 
 
