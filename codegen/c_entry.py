@@ -809,8 +809,9 @@ class _Steps:
 
     def _Check(self, step):
         w = self.w
-        w.require(w.all_of([w.let(f"*(const uint8_t *){self.views[b].data} != 0", "bool")
-                            for b in step.conditions]), "index")
+        with self.work():  # the conditions are data: a pass that only sizes buffers skips them
+            w.require(w.all_of([w.let(f"*(const uint8_t *){self.views[b].data} != 0", "bool")
+                                for b in step.conditions]), "index")
         self.views[step.out] = self.views[step.src]
 
     def _SpecifyShape(self, step):
