@@ -20,6 +20,9 @@ BENCHMARKS = [
     ("b3", "tests.benchmarks.bench_b3_mlp"),
     ("b6", "tests.benchmarks.bench_b6_compile_time"),
     ("b7", "tests.benchmarks.bench_b7_churn_step"),
+    ("b8", "tests.benchmarks.bench_b8_cnn"),
+    ("b9", "tests.benchmarks.bench_b9_rnn"),
+    ("b10", "tests.benchmarks.bench_b10_lstm"),
 ]
 
 
