@@ -36,7 +36,7 @@ import struct
 
 from theanine.codegen import vecmath
 from theanine.codegen.ir import ElementwiseKernel, Instr, ReduceKernel, ScalarProgram, render_each
-from theanine.codegen.llvm import FLOATS, INTS, ITEMSIZE, SIGNED
+from theanine.codegen.llvm import FLOATS, INTS, ITEMSIZE, SIGNED, check_identifiers
 
 #: the C type of a value of each dtype inside a kernel (bool is C's bool there)
 C_TYPES = {
@@ -515,9 +515,15 @@ class Module:
                          + self.functions) + "\n"
 
 
+def comment_text(text) -> str:
+    """``text`` made safe inside a /* */ comment: one line, no comment terminator."""
+    return " ".join(str(text).split()).replace("*/", "* /")
+
+
 def render_module(kernels, name="theanine_module", static=False) -> str:
     """One C translation unit defining every kernel of ``kernels`` ((kernel, inner_broadcast) pairs);
     ``static``: the kernels have internal linkage (for a unit that only its own code calls)."""
+    check_identifiers(name, [k.name for k, _ in kernels])
     module = Module(name, static)
     render_each(kernels, functools.partial(render_elementwise, module),
                 functools.partial(render_reduce, module))
@@ -590,7 +596,7 @@ def _render_loops(module, name, prog, ndim, inner_broadcast, reduce, label=""):
         if reduce else "elementwise"
     lines.append(f"/* {name}: {what}; ndim {ndim}; buffers: "
                  + ", ".join(f"{'in' if k < n_in else 'out'}{k} {d}" for k, d in enumerate(dtypes))
-                 + (f"; {label}" if label else ""))
+                 + (f"; {comment_text(label)}" if label else ""))
     lines += [" *   " + line.replace("*/", "* /") for line in str(prog).splitlines()]
     lines[-1] += " */"
     linkage = "static " if module.static else ""

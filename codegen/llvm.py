@@ -16,6 +16,7 @@ target range or NaN, which saturates (NumPy's result there is platform-defined).
 from __future__ import annotations
 
 import functools
+import re
 
 import struct
 
@@ -238,7 +239,8 @@ class _Scalar:
         if op == "sign":
             pos = b.emit(f"fcmp ogt {t} {v[0]}, {zero}")
             neg = b.emit(f"fcmp olt {t} {v[0]}, {zero}")
-            inner = b.emit(f"select i1 {neg}, {t} {_float_literal(-1.0, dtype)}, {t} {v[0]}")
+            unsigned_zero = b.emit(f"fadd {t} {v[0]}, {zero}")  # NumPy: sign(-0.0) is +0.0; nan stays
+            inner = b.emit(f"select i1 {neg}, {t} {_float_literal(-1.0, dtype)}, {t} {unsigned_zero}")
             return b.emit(f"select i1 {pos}, {t} {one}, {t} {inner}")
         if op in ("max", "min"):
             return b.call(_intrinsic("maximum" if op == "max" else "minimum", t), t, v, [t, t])
@@ -423,8 +425,20 @@ class Module:
                          + list(self.definitions.values()) + self.functions + attributes) + "\n"
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def check_identifiers(module_name, kernel_names) -> None:
+    """ValueError unless the module and kernel names are plain identifiers: the renderers
+    write them into the source as they are."""
+    for what, name in [("module", module_name)] + [("kernel", k) for k in kernel_names]:
+        if not isinstance(name, str) or not _IDENTIFIER.match(name):
+            raise ValueError(f"{what} name {name!r} is not an identifier (letters, digits, _)")
+
+
 def render_module(kernels, name="theanine_module") -> str:
     """One LLVM module defining every kernel of ``kernels`` ((kernel, inner_broadcast) pairs)."""
+    check_identifiers(name, [k.name for k, _ in kernels])
     module = Module(name)
     render_each(kernels, functools.partial(render_elementwise, module),
                 functools.partial(render_reduce, module))

@@ -17,3 +17,25 @@ def mode(request):
 def rng():
     """A seeded random generator, fresh for each test."""
     return np.random.default_rng(20261127)
+
+
+# --- Hypothesis: the profiles of the differential fuzzer (tests/test_fuzz.py) ------------
+# THEANINE_FUZZ_PROFILE=ci (the default: 100 examples, derandomized, reproducible) or
+# THEANINE_FUZZ_PROFILE=long (random, many examples: a run by hand that may take hours).
+try:
+    from hypothesis import HealthCheck, settings as _hypothesis_settings
+
+    _hypothesis_settings.register_profile(
+        "theanine-fuzz-ci", max_examples=100, derandomize=True, deadline=None, database=None,
+        print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                HealthCheck.filter_too_much])
+    _hypothesis_settings.register_profile(
+        "theanine-fuzz-long", max_examples=20_000, derandomize=False, deadline=None,
+        print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                HealthCheck.filter_too_much])
+except ImportError:  # hypothesis is a test extra; the fuzz tests skip without it
+    pass
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "fuzz: differential fuzzing with Hypothesis (tests/test_fuzz.py)")

@@ -13,9 +13,12 @@ Design, in the spirit of numba and CuPy rather than Theano's locked compile dir:
   file, or nothing, never a torn one. A writer killed mid-way leaves only a
   stray ``.tmp-*`` file, which readers never look at and ``prune``/``clear``
   remove.
-- *Checked*: each file starts with a header (magic, format version, payload
-  length, SHA-256 of the payload). Anything that does not verify is a miss,
-  is deleted, and gets rebuilt by the caller.
+- *Checked*: each file starts with a header (magic, format version, a tag of
+  the kind of machine that wrote it, payload length, SHA-256 of the payload).
+  Anything that does not verify, or was written by another kind of machine
+  (another architecture, OS or pointer size: a cache directory shared or
+  copied between machines), is a miss, is deleted, and gets rebuilt by the
+  caller.
 - *No lock*: there is nothing to wait for; the last rename wins.
 - *Private*: directories are 0o700 and files 0o600. A cache directory (or
   entry) writable by group/other or owned by another user is refused with a
@@ -46,8 +49,8 @@ LAYOUT = "v1"
 #: the first bytes of every entry file
 MAGIC = b"THNC"
 #: the version of the entry file format (header layout)
-FORMAT_VERSION = 1
-# magic, format version, reserved flags, payload length, SHA-256 of the payload
+FORMAT_VERSION = 2
+# magic, format version, machine tag, payload length, SHA-256 of the payload
 _HEADER = struct.Struct("<4sHHQ32s")
 #: prefix of the temporary files that become entries by renaming
 TMP_PREFIX = ".tmp-"
@@ -109,17 +112,31 @@ def cache_key(*parts) -> str:
 
 # ------------------------------------------------------------------ entry files
 
-def _pack(payload: bytes) -> bytes:
-    return _HEADER.pack(MAGIC, FORMAT_VERSION, 0, len(payload),
+def machine_tag() -> int:
+    """16 bits naming this kind of machine (OS, architecture, byte order, pointer size):
+    entries written by another kind are not loaded here."""
+    import platform
+    ident = f"{sys.platform}|{platform.machine()}|{sys.byteorder}|{struct.calcsize('P')}"
+    return int.from_bytes(hashlib.sha256(ident.encode()).digest()[:2], "little")
+
+
+#: the tag written into, and required of, every entry on this machine
+MACHINE_TAG = machine_tag()
+
+
+def _pack(payload: bytes, tag: int | None = None) -> bytes:
+    return _HEADER.pack(MAGIC, FORMAT_VERSION, MACHINE_TAG if tag is None else tag, len(payload),
                         hashlib.sha256(payload).digest()) + payload
 
 
 def _unpack(blob: bytes):
-    """The payload of an entry file's bytes, or None when it does not verify."""
+    """The payload of an entry file's bytes, or None when it does not verify (or was
+    written by another kind of machine)."""
     if len(blob) < _HEADER.size:
         return None
-    magic, version, _flags, length, digest = _HEADER.unpack_from(blob)
-    if magic != MAGIC or version != FORMAT_VERSION or length != len(blob) - _HEADER.size:
+    magic, version, tag, length, digest = _HEADER.unpack_from(blob)
+    if magic != MAGIC or version != FORMAT_VERSION or tag != MACHINE_TAG \
+            or length != len(blob) - _HEADER.size:
         return None
     payload = blob[_HEADER.size:]
     if hashlib.sha256(payload).digest() != digest:
@@ -170,8 +187,9 @@ class DiskCache:
     """A directory of compiled artifacts, keyed by :func:`cache_key` digests.
 
     ``directory`` defaults to ``theanine.config.cache_dir`` (read now);
-    ``max_bytes``, when given, bounds the cache: ``put`` prunes the least
-    recently used entries once it is exceeded. ``stats`` counts hits, misses,
+    ``max_bytes``, when given, bounds the cache: after each write, ``put`` prunes the
+    least recently used entries (whoever wrote them) while the directory holds more.
+    ``stats`` counts hits, misses,
     corrupt entries dropped and writes made by this object.
     """
 
@@ -187,7 +205,6 @@ class DiskCache:
         self._safe_dirs: set = set()  # directories already checked
         self._write_failed = False    # put gave up after a failed write
         self._warned: set = set()
-        self._size_estimate = None    # bytes, for pruning from put
 
     def __repr__(self):
         return f"DiskCache({self.directory!r}, max_bytes={self.max_bytes})"
@@ -275,8 +292,8 @@ class DiskCache:
     def get(self, kind: str, key: str):
         """The payload stored under (``kind``, ``key``), or None.
 
-        Only an intact entry is returned: a truncated, garbled, wrong-magic or
-        wrong-version file is a miss and is deleted. A hit refreshes the
+        Only an intact entry is returned: a truncated, garbled, wrong-magic,
+        wrong-version or other-machine file is a miss and is deleted. A hit refreshes the
         file's mtime, which ``prune`` uses as the last-use time.
         """
         path = self.path(kind, key)
@@ -353,12 +370,9 @@ class DiskCache:
             return False
         self.stats["writes"] += 1
         if self.max_bytes is not None:
-            if self._size_estimate is None:
-                self._size_estimate = self._scan()[1]
-            else:
-                self._size_estimate += _HEADER.size + len(payload)
-            if self._size_estimate > self.max_bytes:
-                self.prune(self.max_bytes)
+            # measure the directory after every write: other processes write to it too, so
+            # a count of this object's own writes would let the total grow past the cap
+            self.prune(self.max_bytes)
         return True
 
     # -- maintenance
@@ -439,7 +453,6 @@ class DiskCache:
             except OSError:
                 pass
         self._safe_dirs.clear()
-        self._size_estimate = 0
         return n
 
     def prune(self, max_bytes: int) -> int:
@@ -475,7 +488,6 @@ class DiskCache:
                 continue
             total -= size
             removed += 1
-        self._size_estimate = total
         return removed
 
 

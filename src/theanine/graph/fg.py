@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from theanine.graph.basic import Apply, Constant, Variable
+from theanine.graph.basic import Apply, Constant, Variable, user_frame
 from theanine.graph.traversal import toposort as _toposort
 
 
@@ -41,6 +41,9 @@ class FunctionGraph:
         self.rewrite_log: list[RewriteRecord] = []
         self.phase = ""
         self._listeners = []
+        # where the graph is compiled: nodes a rewrite creates get this trace, and take the
+        # trace of the expression they replace instead (errors point at the user's line)
+        self._trace = user_frame()
         for inp in self.inputs:
             if inp.owner is not None:
                 raise ValueError(f"FunctionGraph: input {inp} is computed by {inp.owner.op}; "
@@ -77,9 +80,10 @@ class FunctionGraph:
         for out in node.outputs:
             self._add_variable(out)
 
-    def _import_graph(self, var: Variable):
+    def _import_graph(self, var: Variable, trace=None):
         # Walk up only as far as the variables already in the graph, so a replacement
-        # costs the size of the new subgraph, not of the whole graph.
+        # costs the size of the new subgraph, not of the whole graph. New nodes made while
+        # compiling (their trace is the compile call's) inherit ``trace``.
         if var in self.variables:
             return
         known, seen, stack = [], set(), [var]
@@ -94,6 +98,10 @@ class FunctionGraph:
                 stack.extend(v.owner.inputs)
         for node in _toposort([var], blockers=known):
             if node not in self.apply_nodes:
+                if trace is not None and self._trace is not None:
+                    for item in [node] + node.outputs:
+                        if getattr(item.tag, "trace", None) in (None, self._trace):
+                            item.tag.trace = trace
                 self._import_node(node)
                 for listener in self._listeners:
                     listener("import", node)
@@ -137,7 +145,7 @@ class FunctionGraph:
                 raise TypeError(f"replace ({reason}): {old} has type {old.type}, "
                                 f"replacement {new} has type {new.type}")
             new = converted
-        self._import_graph(new)
+        self._import_graph(new, getattr(old.tag, "trace", None))
         self._add_variable(new)
         for client, i in list(self.clients.get(old, {})):
             if client == "output":

@@ -72,7 +72,8 @@ class Elemwise(Op):
             out_dtype = node.outputs[0].dtype
             inputs = [np.asarray(x, dtype=out_dtype) if np.asarray(x).dtype.kind in "biu" else x
                       for x in inputs]
-        out = self.scalar_op.impl(*inputs)
+        with np.errstate(all="ignore"):  # nan and inf propagate silently, as in native code
+            out = self.scalar_op.impl(*inputs)
         output_storage[0][0] = np.asarray(out, dtype=node.outputs[0].dtype)
 
     def infer_shape(self, fgraph, node, shapes):
@@ -210,3 +211,25 @@ def sum_to(g, x):
         # x may be size 1 at run time along these axes: reduce there if so
         return SumTo()(g, x)
     return g
+
+
+def _table_scalar_op(name):
+    """The scalar op called ``name`` in the scalar table (how pickles refer to one)."""
+    from theanine.scalar import basic
+    return getattr(basic, name)
+
+
+def _register_table_pickling():
+    """Let graphs holding table ops pickle: each table op is the one instance of a class
+    made at import time, which pickle cannot find by name; refer to the instance instead."""
+    import copyreg
+
+    from theanine.scalar import basic
+    for attr, op in list(vars(basic).items()):
+        cls = type(op)
+        if isinstance(op, basic.ScalarOp) and getattr(basic, cls.__name__, None) is not cls \
+                and cls not in copyreg.dispatch_table:
+            copyreg.pickle(cls, lambda _op, attr=attr: (_table_scalar_op, (attr,)))
+
+
+_register_table_pickling()

@@ -30,6 +30,7 @@ class FusedReduce(Op):
         return Apply(self, list(inputs), [out_type()])
 
     def perform(self, node, inputs, output_storage):
-        values = np.asarray(self.scalar_op.impl(*inputs))
+        with np.errstate(all="ignore"):  # nan and inf propagate silently, as in native code
+            values = np.asarray(self.scalar_op.impl(*inputs))
         values = np.broadcast_to(values, np.broadcast_shapes(*[np.shape(i) for i in inputs]))
         self._reduce.perform(node, [values], output_storage)  # it reads only node.outputs

@@ -253,7 +253,8 @@ class Reduce(Op):
             raise ValueError(f"{self}: cannot take the {self.kind} over an empty dimension "
                              f"(input shape {x.shape})")
         kwargs = {"dtype": out_dtype} if self.kind in ("sum", "prod") else {}
-        out = self._numpy[self.kind](x, axis=self.axis, **kwargs)
+        with np.errstate(all="ignore"):  # inf - inf and overflow: nan and inf, silently
+            out = self._numpy[self.kind](x, axis=self.axis, **kwargs)
         output_storage[0][0] = np.asarray(out, dtype=out_dtype)
 
     def infer_shape(self, fgraph, node, shapes):
@@ -570,7 +571,8 @@ class Dot(Op):
     def perform(self, node, inputs, output_storage):
         a, b = inputs
         try:
-            out = np.dot(a, b)
+            with np.errstate(all="ignore"):  # nan and inf propagate silently
+                out = np.dot(a, b)
         except ValueError as e:
             raise ValueError(f"dot: shapes {a.shape} and {b.shape} are not aligned") from e
         output_storage[0][0] = np.asarray(out, dtype=node.outputs[0].dtype)

@@ -119,6 +119,8 @@ class TensorType(Type):
 
     def filter(self, value, strict=False, allow_downcast=None, name="value"):
         """Return ``value`` as an ndarray of this type, or raise a clear TypeError/ValueError."""
+        if isinstance(value, np.ndarray) and type(value) is not np.ndarray:
+            value = value.view(np.ndarray)  # np.matrix & co. would change what ops compute
         if isinstance(value, np.ndarray) and value.dtype == self.numpy_dtype:
             arr = value
         elif strict:
@@ -138,6 +140,9 @@ class TensorType(Type):
     def _convert(self, value, allow_downcast, name):
         if isinstance(value, np.ndarray):
             src = value.dtype
+            if src.kind not in "biufc":
+                raise TypeError(f"{name}: expected a numeric array of dtype {self.dtype}, "
+                                f"got an array of dtype {src}")
             if np.can_cast(src, self.numpy_dtype, casting="safe"):
                 return value.astype(self.numpy_dtype)
             if allow_downcast:
@@ -145,9 +150,14 @@ class TensorType(Type):
             raise TypeError(
                 f"{name}: expected dtype {self.dtype}, got an array of dtype {src}; converting would "
                 f"lose precision. Cast it first, or pass allow_input_downcast=True to function()")
-        arr = np.asarray(value)
-        if arr.dtype == object:
-            raise TypeError(f"{name}: expected a numeric array of dtype {self.dtype}, got {type(value).__name__}")
+        try:
+            arr = np.asarray(value)
+        except ValueError as e:  # ragged nested sequences
+            raise TypeError(f"{name}: expected a numeric array of dtype {self.dtype}, got a "
+                            f"{type(value).__name__} that is not one ({e})") from None
+        if arr.dtype.kind not in "biufc":  # objects, strings, bytes, dates
+            got = type(value).__name__ + (f" of dtype {arr.dtype}" if arr.dtype != object else "")
+            raise TypeError(f"{name}: expected a numeric array of dtype {self.dtype}, got {got}")
         if np.can_cast(arr.dtype, self.numpy_dtype, casting="safe") or allow_downcast:
             return arr.astype(self.numpy_dtype)
         # Python scalars and lists: accept when the value survives the cast exactly.
