@@ -107,21 +107,9 @@ def test_outputs_belong_to_the_caller(mode, n):
         np.testing.assert_array_equal(o, want)
 
 
-_ALIASED_UPDATE = pytest.mark.xfail(
-    strict=True, reason="compile/function.py: on the node-by-node path (mode 'py', list "
-    "arguments, inputs of 2**18 elements or more) an output that is also an update's value is "
-    "returned as the new shared storage itself: Function._finish checks outputs for aliasing "
-    "against the arguments and the old shared values, not the updated ones")
-
-
 @pytest.mark.parametrize("mode, how", [
-    ("llvm", "entry"), ("c", "entry"),
-    pytest.param("py", "entry", marks=_ALIASED_UPDATE),
-    pytest.param("llvm", "lists", marks=_ALIASED_UPDATE),
-    pytest.param("c", "lists", marks=_ALIASED_UPDATE),
-    pytest.param("llvm", "large", marks=_ALIASED_UPDATE),
-    pytest.param("c", "large", marks=_ALIASED_UPDATE),
-])
+    ("llvm", "entry"), ("c", "entry"), ("py", "entry"), ("llvm", "lists"), ("c", "lists"),
+    ("llvm", "large"), ("c", "large")])
 def test_an_output_that_is_also_an_update_is_a_copy(mode, how):
     n = 1 << 19 if how == "large" else 4  # past the native entry's size limit
     x = T.dvector("x")

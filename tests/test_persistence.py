@@ -192,11 +192,6 @@ def test_a_reference_function_pickles_across_processes(tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["llvm", "c"])
-@pytest.mark.xfail(strict=True, reason="theanine.compile.function.Function cannot be pickled in "
-                   "native modes: it holds ctypes function pointers and native builtins or "
-                   "PyCapsules (_native, _runner's thunks, _entry); it needs __getstate__ dropping them and "
-                   "__setstate__ rebuilding NativeProgram(self.graph, target=mode) from the "
-                   "on-disk cache, the runner and the entry")
 def test_a_native_function_pickles_and_reloads_from_the_cache(tmp_path, mode):
     _pickle_round_trip(tmp_path, mode)
 

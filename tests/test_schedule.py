@@ -443,3 +443,18 @@ def test_assert_checks_in_the_entry(rng):
     assert calls.calls == 0
     with pytest.raises(ValueError, match="x must be positive"):
         f(np.array([1.0, -2.0]))
+
+
+def test_unpickled_arrays_still_take_the_entry(rng):
+    """Unpickled arrays carry a copy of their dtype object: the call retries with views."""
+    import pickle
+    x = T.dvector("x")
+    s = shared(np.zeros(3), name="s")
+    f = compiled([x], x * 2, updates=[(s, s + x)])
+    calls = bails(f)
+    xv = pickle.loads(pickle.dumps(rng.normal(size=3)))
+    s.set_value(pickle.loads(pickle.dumps(np.ones(3))), borrow=True)
+    assert xv.dtype is not np.dtype("float64")
+    np.testing.assert_array_equal(f(xv), xv * 2)
+    np.testing.assert_array_equal(s.get_value(), 1 + xv)
+    assert calls.calls == 0

@@ -169,6 +169,19 @@ class Function:
         rewrite_graph(self.graph, mode)
         self.rewrite_log = self.graph.rewrite_log
         self._n_out = len(out_vars)
+        self._n_args = len(self._ins)
+        self._link()
+        self._names = {}
+        for k, i in enumerate(self._ins):
+            if i.name:
+                self._names.setdefault(i.name, k)
+        self.inputs = in_vars
+        self.outputs = out_vars
+
+    def _link(self):
+        """Build what runs the rewritten graph: native code for its mode (from the disk cache
+        when it is there), the node-by-node runner and the whole-function entry."""
+        mode = self.mode
         self._native = None
         thunks = None
         if mode == "cuda":
@@ -177,8 +190,8 @@ class Function:
             thunks = self._native.thunks
         elif mode in NATIVE_MODES:
             from theanine.compile.native import NativeProgram
-            interface = {"n_args": len(new_inputs), "containers": [v.container for v in shared_inputs],
-                         "n_outputs": len(out_vars), "updated": [v.container for v, _ in updates],
+            interface = {"n_args": len(self._ins), "containers": [v.container for v in self._shared],
+                         "n_outputs": self._n_out, "updated": [v.container for v in self._update_targets],
                          "single": self._single}
             self._native = NativeProgram(self.graph, target=mode, interface=interface)
             thunks = self._native.thunks
@@ -188,17 +201,21 @@ class Function:
             if make_thunk is not None and node not in thunks:
                 thunks[node] = make_thunk(node, mode)
         self._runner = GraphRunner(self.graph.inputs, self.graph.outputs, self.graph.toposort(), thunks)
-        self._n_args = len(self._ins)
         self._entry = self._native.entry if self._native is not None else None
         if self._entry is not None and any(self._outs[k].borrow for k in self._native.copied_outputs
                                             if k < len(self._outs)):
             self._entry = None  # a borrowed view must come back as a view
-        self._names = {}
-        for k, i in enumerate(self._ins):
-            if i.name:
-                self._names.setdefault(i.name, k)
-        self.inputs = in_vars
-        self.outputs = out_vars
+
+    def __getstate__(self):
+        """Everything but the native code, which ``__setstate__`` takes from the disk cache."""
+        state = dict(self.__dict__)
+        for key in ("_native", "_runner", "_entry"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._link()
 
     @property
     def kernels(self) -> list:
@@ -265,6 +282,9 @@ class Function:
             out = entry(*args)  # checks, runs, stores the updates; NotImplemented: see below
             if out is not NotImplemented:
                 return out
+            out = self._retry_canonical(entry, args)
+            if out is not NotImplemented:
+                return out
         n = len(self._ins)
         if len(args) > n:
             raise TypeError(f"{self.name or 'function'}: expected at most {n} arguments, got {len(args)}")
@@ -293,9 +313,26 @@ class Function:
         shared_values = [s.container[0] for s in self._shared]
         results = self._runner(*values, *shared_values)
         outputs = results[:self._n_out]
+        new_values = []
         for var, value in zip(self._update_targets, results[self._n_out:]):
-            var.container[0] = value if not _aliases(value, values, shared_values) else value.copy()
-        return self._finish(outputs, values, shared_values)
+            value = value if not _aliases(value, values, shared_values) else value.copy()
+            var.container[0] = value
+            new_values.append(value)
+        return self._finish(outputs, values, shared_values + new_values)
+
+    def _retry_canonical(self, entry, args):
+        """Call ``entry`` again if some array (an argument or a shared value) carried a copy of
+        its dtype object rather than NumPy's own, as unpickled arrays do: the entry checks
+        dtypes by identity. NotImplemented when nothing changed or the entry declines again."""
+        fixed = [_canonical(a) for a in args]
+        changed = any(f is not a for f, a in zip(fixed, args))
+        for var in self._shared:
+            value = var.container[0]
+            canonical = _canonical(value)
+            if canonical is not value:
+                var.container[0] = canonical
+                changed = True
+        return entry(*fixed) if changed else NotImplemented
 
     def _finish(self, outputs, values, shared_values):
         final = []
@@ -315,6 +352,17 @@ class Function:
 
 
 _MISSING = object()
+
+
+def _canonical(value):
+    """``value``, viewed with NumPy's own dtype object when it carries an equal copy."""
+    if type(value) is np.ndarray and value.dtype.isbuiltin == 1:
+        return value
+    if type(value) is np.ndarray and value.dtype.isnative and value.dtype.names is None:
+        own = np.dtype(value.dtype.name)
+        if value.dtype == own and value.dtype is not own:
+            return value.view(own)
+    return value
 
 
 def _aliases(value, *groups):
