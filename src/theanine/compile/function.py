@@ -358,7 +358,7 @@ def _canonical(value):
     """``value``, viewed with NumPy's own dtype object when it carries an equal copy."""
     if type(value) is np.ndarray and value.dtype.isbuiltin == 1:
         return value
-    if type(value) is np.ndarray and value.dtype.isnative and value.dtype.names is None:
+    if type(value) is np.ndarray and value.dtype.kind in "biufc" and value.dtype.isnative:
         own = np.dtype(value.dtype.name)
         if value.dtype == own and value.dtype is not own:
             return value.view(own)
