@@ -170,7 +170,13 @@ def compile_source(text: str, symbols, cache: DiskCache | None = None, include_d
         if lib is None:
             cache = cache if cache is not None else DiskCache()
             blob = cache.get("c", key)
-            if blob is None:
+            lib = None
+            if blob is not None:
+                try:
+                    lib = _load_bytes(blob)
+                except RuntimeError:  # an intact entry this machine cannot load: rebuild it
+                    lib = None
+            if lib is None:
                 directory = _private_dir()
                 try:
                     with open(build(text, directory, include_dirs), "rb") as f:
@@ -178,5 +184,6 @@ def compile_source(text: str, symbols, cache: DiskCache | None = None, include_d
                 finally:
                     shutil.rmtree(directory, ignore_errors=True)
                 cache.put("c", key, blob)
-            lib = _loaded[key] = _load_bytes(blob)
+                lib = _load_bytes(blob)
+            _loaded[key] = lib
         return _addresses(lib, symbols)

@@ -63,6 +63,7 @@ import math
 import re
 import struct
 
+from theanine.codegen.c import comment_text
 from theanine.codegen.ir import ElementwiseKernel, Instr, ReduceKernel, ScalarProgram, render_each
 
 CUDA_TYPES = {
@@ -518,7 +519,7 @@ def render_elementwise(kernel: ElementwiseKernel, inner_broadcast=None) -> str:
     for m, (expr, dt) in enumerate(_program(b, prog, values)):
         _store(b, n_in + m, offs[n_in + m], expr, dt)
     b.drop_unused()
-    label = f" ({kernel.label})" if kernel.label else ""
+    label = f" ({comment_text(kernel.label)})" if kernel.label else ""
     return "\n".join([
         f"/* {name}: elementwise{label}, rank {kernel.ndim}, {n_in} input(s), "
         f"{len(out_dtypes)} output(s)",
@@ -626,7 +627,7 @@ def render_reduce(kernel: ReduceKernel, inner_broadcast=None) -> str:
     tree_outer, tree_inner = bodies("    ")
     finish_outer = _Body("    ")
     _offsets(finish_outer, kept, [n_in], "o", [f"base{n_in}"])
-    label = f" ({kernel.label})" if kernel.label else ""
+    label = f" ({comment_text(kernel.label)})" if kernel.label else ""
     n_out = " * ".join(f"shape[{d}]" for d in kept) or "1"
     n_red = " * ".join(f"shape[{d}]" for d in axes) or "1"
     head = f"__global__ void __launch_bounds__(THEANINE_REDUCE_THREADS) {name}"

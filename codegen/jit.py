@@ -70,6 +70,16 @@ def assembly(ir_text: str) -> str:
         return _engine()["tm"].emit_assembly(optimize(ir_text))
 
 
+def _loadable(obj: bytes) -> bool:
+    """Whether ``obj`` is an object file of this machine's kind (checked by its ELF header:
+    class, byte order and machine must be those of an object this process emits)."""
+    own = _state.get("elf_header")
+    if own is None:
+        probe = _engine()["tm"].emit_object(llvm.parse_assembly(""))
+        own = _state["elf_header"] = (probe[:6], probe[18:20])
+    return obj[:6] == own[0] and obj[18:20] == own[1]
+
+
 def compile_ir(ir_text: str, symbols, cache: DiskCache | None = None) -> dict:
     """Native addresses of ``symbols`` defined by ``ir_text`` (compiled or taken from the cache)."""
     with _lock:
@@ -79,7 +89,7 @@ def compile_ir(ir_text: str, symbols, cache: DiskCache | None = None) -> dict:
         if loaded is None:
             cache = cache if cache is not None else DiskCache()
             obj = cache.get("llvm", key)
-            if obj is None:
+            if obj is None or not _loadable(obj):  # a foreign object would abort inside LLVM
                 obj = s["tm"].emit_object(optimize(ir_text))
                 cache.put("llvm", key, obj)
             s["engine"].add_object_file(llvm.ObjectFileRef.from_data(obj))

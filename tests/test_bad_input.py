@@ -289,14 +289,7 @@ def test_outer_product_too_large_raises_memory_error(mode):
     np.testing.assert_array_equal(f(np.ones(2), np.full(3, 2.0)), np.full((2, 3), 3.0))
 
 
-_WRONG_BROADCAST_MESSAGE = pytest.mark.xfail(
-    strict=True, reason="compile/native.py _broadcast_shape turns every ValueError of "
-    "np.broadcast_shapes into 'shapes ... cannot be broadcast together', also for shapes that do "
-    "broadcast but whose result has too many elements to index")
-
-
-@pytest.mark.parametrize("mode", ["py", pytest.param("llvm", marks=_WRONG_BROADCAST_MESSAGE),
-                                  pytest.param("c", marks=_WRONG_BROADCAST_MESSAGE)])
+@pytest.mark.parametrize("mode", ["py", "llvm", "c"])
 def test_a_result_too_large_to_index_is_not_called_a_shape_mismatch(mode):
     x, y = T.dvectors("x", "y")
     f = fn([x, y], x[:, None] + y[None, :], mode)

@@ -235,11 +235,6 @@ def _repack(path, transform):
 
 
 @pytest.mark.parametrize("mode", ["llvm", "c"])
-@pytest.mark.xfail(strict=True, reason="an entry whose checksum verifies but whose object cannot "
-                   "be loaded (another ELF class, a garbled object) is not treated as a miss: "
-                   "codegen/jit.py's compile_ir raises 'symbol ... was not found' (an all-zero "
-                   "object even aborts the process inside LLVM), codegen/cc.py's compile_source "
-                   "raises 'cannot load the compiled module'; both should drop the entry and build")
 def test_intact_entries_that_do_not_load_are_rebuilt(tmp_path, mode):
     d = tmp_path / "cache"
     proc, first = _compile(d, mode)

@@ -85,9 +85,6 @@ def test_a_kernel_label_stays_inside_its_c_comment():
     assert not any(line.lstrip().startswith("#define") and MARK in line for line in text.splitlines())
 
 
-@pytest.mark.xfail(strict=True, reason="codegen/cuda.py writes kernel.label into a /* */ comment "
-                   "unescaped: a label containing '*/' or a newline ends the comment (c.py's "
-                   "comment_text shows the fix)")
 def test_a_kernel_label_stays_inside_its_cuda_comment():
     text = cuda.render_module([_kernel(LABEL)], "labelled")
     assert MARK not in _without_comments(text)

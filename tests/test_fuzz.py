@@ -853,9 +853,6 @@ def test_sign_of_negative_zero_is_positive_zero():
                          ("unary", "sgn", 0), ("binary", "true_div", ("const", 1), 1)]))
 
 
-@pytest.mark.xfail(strict=True, reason="the reference round_half_away_from_zero (theanine/scalar/"
-                   "basic.py: floor(x + 0.5)) rounds 0.49999999999999994 up to 1 and 2**52 + 1 to "
-                   "2**52 + 2: x + 0.5 is itself rounded; the native back ends (C round) are right")
 def test_round_half_away_near_one_half():
     """Found with the special values: 'py' and the native back ends disagree on exact values."""
     below = float(np.nextafter(0.5, 0.0))
@@ -863,9 +860,6 @@ def test_round_half_away_near_one_half():
                      ("unary", "round_away", 0)]))
 
 
-@pytest.mark.xfail(strict=True, reason="gammaln disagrees between back ends: 'py' uses "
-                   "scipy.special.gammaln, which gives -inf at -inf (C99 lgamma: +inf) and inf at "
-                   "subnormal x (lgamma: -log|x|, about 709.8); the native back ends call lgamma")
 def test_gammaln_at_minus_infinity_and_subnormals():
     """Found with the special values (kept out of the table test above)."""
     x = T.dvector("x")

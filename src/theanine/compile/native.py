@@ -248,8 +248,11 @@ def _reduction(node):
 def _broadcast_shape(node, arrays):
     try:
         return np.broadcast_shapes(*[a.shape for a in arrays])
-    except ValueError:
+    except ValueError as e:
         shapes = ", ".join(str(a.shape) for a in arrays)
+        if "too many" in str(e) or "too large" in str(e):  # they broadcast, into too much
+            raise ValueError(f"{node.op}: the result of broadcasting shapes {shapes} has too many "
+                             "elements to index") from None
         raise ValueError(f"{node.op}: shapes {shapes} cannot be broadcast together") from None
 
 

@@ -268,7 +268,11 @@ round_half_to_even = _unary("round_half_to_even", np.round, "round_even", grad=_
 
 
 def _round_half_away(x):
-    return np.where(x >= 0, np.floor(x + 0.5), np.ceil(x - 0.5)).astype(np.result_type(x, np.float16))
+    # the fraction is compared exactly: floor(x + 0.5) would round x + 0.5 first
+    x = np.asarray(x)
+    whole = np.trunc(x)
+    away = np.abs(x - whole) >= 0.5
+    return (whole + np.where(away, np.sign(x), 0)).astype(np.result_type(x, np.float16))
 
 
 round_half_away_from_zero = _unary("round_half_away_from_zero", _round_half_away, "round_away",
@@ -279,7 +283,18 @@ erf = _unary("erf", sps.erf, "erf", grad=lambda x, z, g: g * (2 / _SQRT_PI) * _t
 erfc = _unary("erfc", sps.erfc, "erfc", grad=lambda x, z, g: -g * (2 / _SQRT_PI) * _t().exp(-x * x))
 erfinv = _unary("erfinv", sps.erfinv, "erfinv",
                 grad=lambda x, z, g: g * (_SQRT_PI / 2) * _t().exp(z * z))
-gammaln = _unary("gammaln", sps.gammaln, "lgamma", grad=lambda x, z, g: g * _t().psi(x))
+def _gammaln(x):
+    # as C's lgamma: -log(x) for positive subnormals, where scipy's gammaln overflows to
+    # inf, and +inf at -inf, where scipy gives -inf
+    x = np.asarray(x)
+    out = sps.gammaln(x)
+    tiny = (x > 0) & (x < np.finfo(np.result_type(x, np.float16)).tiny)
+    if np.any(tiny):
+        out = np.where(tiny, -np.log(np.where(tiny, x, 1)), out)
+    return np.where(x == -np.inf, np.inf, out) if np.any(x == -np.inf) else out
+
+
+gammaln = _unary("gammaln", _gammaln, "lgamma", grad=lambda x, z, g: g * _t().psi(x))
 
 
 def _psi_grad(x, z, g):
