@@ -463,3 +463,14 @@ def test_parse_and_format_size():
     with pytest.raises(ValueError):
         C.parse_size("1X")
     assert C.format_size(512) == "512 B" and C.format_size(1536) == "1.5 KiB"
+
+
+def test_the_theanine_command_maintains_the_cache(tmp_path, capsys):
+    from theanine.compat.__main__ import cli
+    from theanine.compile.cache import DiskCache
+    cache = DiskCache(str(tmp_path))
+    cache.put("llvm", "ab" * 32, b"payload")
+    assert cli(["cache", "--dir", str(tmp_path), "info"]) == 0
+    assert "entries: 1" in capsys.readouterr().out
+    assert cli(["cache", "--dir", str(tmp_path), "clear"]) == 0
+    assert cache.get("llvm", "ab" * 32) is None

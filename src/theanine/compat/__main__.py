@@ -38,12 +38,19 @@ def main(argv=None):
 
 
 def cli(argv=None):
-    """The ``theanine`` command: ``theanine run-theano SCRIPT [ARGS]``."""
+    """The ``theanine`` command: ``theanine run-theano SCRIPT [ARGS]`` and
+    ``theanine cache info|clear|prune [...]`` (as ``python -m theanine.cache``)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["cache"]:
+        from theanine.compile.cache import main as cache_main
+        return cache_main(argv[1:])
     parser = argparse.ArgumentParser(prog="theanine", description="theanine command-line tools")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run-theano", help="run an unmodified Theano script on theanine")
     run.add_argument("script", help="the Python script")
     run.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
+    commands.add_parser("cache", help="maintain the compile cache: info | clear | prune "
+                                      "(see python -m theanine.cache --help)")
     ns = parser.parse_args(argv)
     return main([ns.script, *ns.args])
 
