@@ -37,10 +37,10 @@ import numpy as np
 from theanine.codegen import blas
 from theanine.codegen import c as crender
 from theanine.codegen.llvm import FLOATS, ITEMSIZE
-from theanine.codegen.llvm_entry import GEMM_GIL_RELEASE, LARGE_CALL_ELEMENTS, STACK_BYTES
+from theanine.codegen.llvm_entry import GEMM_GIL_RELEASE, LARGE_CALL_ELEMENTS
 from theanine.codegen.pyentry import GIL_RELEASE_SIZE
 from theanine.codegen.schedule import (VIEW_STEPS, ARange, Elementwise, Fill, Index, Reduce, Reshape,
-                                       ShapeOf, read, written)
+                                       ShapeOf, plan_lifetimes, read, written)
 
 _INT32_MAX = 2 ** 31 - 1
 _LITERAL = re.compile(r"-?\d+\Z")
@@ -220,55 +220,25 @@ class _Steps:
 
     def __init__(self, schedule, host):
         self.s, self.host, self.w = schedule, host, host.w
-        self.views, self.contiguous, self.root = {}, {}, {}
+        self.views, self.contiguous = {}, {}
+        self.life = plan_lifetimes(schedule)
+        self.root = self.life.root
         self.owned = {}  # buffer -> "heap" | "result" | "copy": allocated by the host
-        self.copies = []  # Reshape outputs, which may own a contiguous copy of their source
         self.k = 0
-
-    # lifetimes, as llvm_entry plans them
-    def _plan_lifetimes(self):
-        s = self.s
-        for b in list(s.args) + list(s.shared) + [b for b, _ in s.constants]:
-            self.root[b] = b
-        last = {}
-        for k, step in enumerate(s.steps):
-            for b in read(step):
-                last[self.root[b]] = k
-            for b in written(step):
-                aliases = isinstance(step, VIEW_STEPS + (Reshape,))
-                self.root[b] = self.root[step.src] if aliases else b
-                last.setdefault(self.root[b], k)
-        keep = set(s.args) | set(s.shared) | {b for b, _ in s.constants} | set(s.results)
-        self.frees = [[] for _ in s.steps]
-        for b, k in sorted(last.items()):
-            if b not in keep and self.storage(b) == "heap":
-                self.frees[k].append(b)
-        # a Reshape's copy (made when its source is not contiguous) lives as long as its root
-        for k, step in enumerate(s.steps):
-            if isinstance(step, Reshape):
-                self.copies.append(step.out)
-                self.frees[last[self.root[step.out]]].append(step.out)
 
     def storage(self, b) -> str:
         """'result' (returned), 'stack' (static and small) or 'heap'."""
-        if b in self.s.results:
-            return "result"
-        buf = self.s.buffers[b]
-        if all(isinstance(n, int) for n in buf.shape):
-            if int(np.prod(buf.shape, dtype=np.int64)) * ITEMSIZE[buf.dtype] <= STACK_BYTES:
-                return "stack"
-        return "heap"
+        return self.life.storage[b]
 
     def render(self):
         s, w, host = self.s, self.w, self.host
-        self._plan_lifetimes()
         writer = s.writer()
         for b in sorted({b for step in s.steps for b in written(step)}):
             kind = self.storage(b)
             if kind != "stack" and self.root.get(b) == b and not isinstance(s.steps[writer[b]], VIEW_STEPS):
                 self.owned[b] = kind
-        for b in self.copies:
-            self.owned[b] = "copy"
+        for b in (b for frees in self.life.copy_frees for b in frees):
+            self.owned[b] = "copy"  # a Reshape's output may own a contiguous copy of its source
         host.begin(self)
         for k, b in enumerate(s.args):
             self.views[b] = host.argument(k, b, s.buffers[b])
@@ -287,7 +257,7 @@ class _Steps:
             self.k = k
             w.raw(f"/* step {k}. {_describe(step)} */")
             getattr(self, "_" + type(step).__name__)(step)
-            for b in self.frees[k]:
+            for b in self.life.frees[k] + self.life.copy_frees[k]:
                 host.release(b)
         host.end([self.views[b] for b in s.results])
 

@@ -22,10 +22,8 @@ import ctypes
 import numpy as np
 
 from theanine.codegen import blas, llvm, pyentry
-from theanine.codegen.schedule import VIEW_STEPS, Reshape, read, written
+from theanine.codegen.schedule import VIEW_STEPS, Reshape, plan_lifetimes, written
 
-#: buffers of at most this many bytes with static sizes live on the entry's stack
-STACK_BYTES = 256
 #: products with more multiply-adds than this release the GIL around the BLAS call
 GEMM_GIL_RELEASE = 1 << 15
 _INT32_MAX = 2 ** 31 - 1
@@ -155,55 +153,20 @@ class _Renderer:
         self.f = f
         self.views = {}
         self.contiguous = {}
-        self.root = {}
-        self.owned = {}  # root buffer -> ("heap" | "py", registry alloca)
-
-    # ---- lifetimes ------------------------------------------------------------------------
-    def _plan_lifetimes(self):
-        s = self.s
-        for b in list(s.args) + list(s.shared) + [b for b, _ in s.constants]:
-            self.root[b] = b
-        last = {}
-        for k, step in enumerate(s.steps):
-            for b in read(step):
-                last[self.root[b]] = k
-            out = written(step)
-            for b in out:
-                aliases = isinstance(step, VIEW_STEPS + (Reshape,))
-                self.root[b] = self.root[step.src] if aliases else b
-                last.setdefault(self.root[b], k)
-        keep = set(s.args) | set(s.shared) | {b for b, _ in s.constants} | set(s.results)
-        self.frees = [[] for _ in s.steps]
-        for b, k in last.items():
-            if b not in keep and self._storage(b) == "heap":
-                self.frees[k].append(b)
-        # a Reshape's copy (made when its source is not contiguous) lives as long as its root
-        self.copy_frees = [[] for _ in s.steps]
-        for k, step in enumerate(s.steps):
-            if isinstance(step, Reshape):
-                self.copy_frees[last[self.root[step.out]]].append(step.out)
-
-    def _storage(self, b) -> str:
-        if b in self.s.results:
-            return "py"
-        buf = self.s.buffers[b]
-        if all(isinstance(n, int) for n in buf.shape):
-            size = int(np.prod(buf.shape, dtype=np.int64)) * pyentry._ITEMSIZE[buf.dtype]
-            if size <= STACK_BYTES:
-                return "stack"
-        return "heap"
+        self.life = plan_lifetimes(schedule)
+        self.root = self.life.root
+        self.owned = {}  # root buffer -> ("heap" | "result", registry alloca)
 
     # ---- the function ---------------------------------------------------------------------
     def render(self, name):
         f, s, L = self.f, self.s, pyentry.LAYOUT
-        self._plan_lifetimes()
         f.raw("entry:")
         b_ptr = f(f"getelementptr i8, ptr %self, i64 {L['b_ptr']}")
         f.raw(f"%table = load ptr, ptr {b_ptr}")
         f.table_loaded = len(f.lines)  # where the table entries are loaded
         for b in sorted({b for k in range(len(s.steps)) for b in written(s.steps[k])}):
-            kind = self._storage(b)
-            if kind in ("heap", "py") and self.root.get(b) == b and not isinstance(
+            kind = self.life.storage[b]
+            if kind in ("heap", "result") and self.root.get(b) == b and not isinstance(
                     s.steps[s.writer()[b]], VIEW_STEPS):
                 cell = f.alloca(f"owned{b}", "ptr")
                 f.raw(f"store ptr null, ptr {cell}")
@@ -233,7 +196,8 @@ class _Renderer:
             self._constant(b, key)
         for k, step in enumerate(s.steps):
             getattr(self, "_" + type(step).__name__)(step)
-            cells = [self.owned[b][1] for b in self.frees[k]] + [self.copy_cells[b] for b in self.copy_frees[k]]
+            cells = [self.owned[b][1] for b in self.life.frees[k]] + \
+                [self.copy_cells[b] for b in self.life.copy_frees[k]]
             for cell in cells:
                 f.raw(f"call void @free(ptr {f(f'load ptr, ptr {cell}')})")
                 f.raw(f"store ptr null, ptr {cell}")
@@ -276,7 +240,7 @@ class _Renderer:
         f, L = self.f, pyentry.LAYOUT
         buf = self.s.buffers[b]
         itemsize = pyentry._ITEMSIZE[buf.dtype]
-        kind = self._storage(b)
+        kind = self.life.storage[b]
         if kind == "stack":
             size = int(np.prod(buf.shape, dtype=np.int64)) * itemsize
             data = f.alloca(f"stack{b}", f"[{max(size, 1)} x i8], align 64")

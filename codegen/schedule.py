@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Buffer:
@@ -323,3 +325,58 @@ def written(step) -> list:
     if isinstance(step, Reduce):
         return [step.output]
     return [step.out]
+
+
+#: buffers of at most this many bytes with static sizes live on the entry's stack
+STACK_BYTES = 256
+
+
+@dataclass
+class Lifetimes:
+    """Where each buffer's memory comes from and when it is released, for every renderer.
+
+    ``root[b]``: the buffer whose memory ``b`` uses (itself, or the source of a view or
+    Reshape). ``storage[b]``: 'result' (returned), 'stack' (static and small) or 'heap'.
+    ``frees[k]``: heap buffers whose last reader is step ``k``. ``copy_frees[k]``: Reshape
+    outputs whose contiguous copy (made when their source is not contiguous) dies there.
+    """
+
+    root: dict
+    storage: dict
+    frees: list
+    copy_frees: list
+
+
+def plan_lifetimes(schedule) -> Lifetimes:
+    """The Lifetimes of ``schedule``: a buffer lives from its writer to its last reader, a
+    view as long as its root; arguments, shared values, constants and results are kept."""
+    s = schedule
+    root = {b: b for b in list(s.args) + list(s.shared) + [b for b, _ in s.constants]}
+    last = {}
+    for k, step in enumerate(s.steps):
+        for b in read(step):
+            last[root[b]] = k
+        for b in written(step):
+            root[b] = root[step.src] if isinstance(step, VIEW_STEPS + (Reshape,)) else b
+            last.setdefault(root[b], k)
+    storage = {b: _storage(s, b) for b in range(len(s.buffers))}
+    keep = set(s.args) | set(s.shared) | {b for b, _ in s.constants} | set(s.results)
+    frees = [[] for _ in s.steps]
+    for b, k in sorted(last.items()):
+        if b not in keep and storage[b] == "heap":
+            frees[k].append(b)
+    copy_frees = [[] for _ in s.steps]
+    for step in s.steps:
+        if isinstance(step, Reshape):
+            copy_frees[last[root[step.out]]].append(step.out)
+    return Lifetimes(root, storage, frees, copy_frees)
+
+
+def _storage(schedule, b) -> str:
+    if b in schedule.results:
+        return "result"
+    buf = schedule.buffers[b]
+    if all(isinstance(n, int) for n in buf.shape):
+        if int(np.prod(buf.shape, dtype=np.int64)) * np.dtype(buf.dtype).itemsize <= STACK_BYTES:
+            return "stack"
+    return "heap"
