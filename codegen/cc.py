@@ -102,13 +102,16 @@ def _private_dir(parent=None) -> str:
     return path
 
 
-def _load_bytes(blob: bytes) -> ctypes.CDLL:
+def load_shared_object(blob: bytes, fallback_parent=None, what="C back end") -> ctypes.CDLL:
     """Load a shared object from its bytes: written to a private temporary file, opened,
     then deleted (the mapping keeps it alive; it is never unloaded, so its inode is not
-    reused while loaded). Where the temporary directory is mounted noexec, the cache
-    directory holds the file instead."""
+    reused while loaded). Where the temporary directory is mounted noexec,
+    ``fallback_parent`` (default: the cache directory's tmp) holds the file instead.
+    RuntimeError naming ``what`` when it cannot be loaded."""
+    if fallback_parent is None:
+        fallback_parent = os.path.join(os.path.expanduser(_config().cache_dir), "tmp")
     error = None
-    for parent in (None, os.path.join(os.path.expanduser(_config().cache_dir), "tmp")):
+    for parent in (None, fallback_parent):
         try:
             if parent is not None:
                 os.makedirs(parent, mode=0o700, exist_ok=True)
@@ -126,7 +129,7 @@ def _load_bytes(blob: bytes) -> ctypes.CDLL:
             error = e
         finally:
             shutil.rmtree(directory, ignore_errors=True)
-    raise RuntimeError(f"C back end: cannot load the compiled module ({error})")
+    raise RuntimeError(f"{what}: cannot load the compiled module ({error})")
 
 
 def build(text: str, directory: str, include_dirs=()) -> str:
@@ -173,7 +176,7 @@ def compile_source(text: str, symbols, cache: DiskCache | None = None, include_d
             lib = None
             if blob is not None:
                 try:
-                    lib = _load_bytes(blob)
+                    lib = load_shared_object(blob)
                 except RuntimeError:  # an intact entry this machine cannot load: rebuild it
                     lib = None
             if lib is None:
@@ -184,6 +187,6 @@ def compile_source(text: str, symbols, cache: DiskCache | None = None, include_d
                 finally:
                     shutil.rmtree(directory, ignore_errors=True)
                 cache.put("c", key, blob)
-                lib = _load_bytes(blob)
+                lib = load_shared_object(blob)
             _loaded[key] = lib
         return _addresses(lib, symbols)

@@ -248,31 +248,11 @@ def library_key(source: str, arch: str = DEFAULT_ARCH) -> str:
 
 
 def _load_bytes(blob: bytes, fallback_parent: str) -> ctypes.CDLL:
-    """Load a shared library from its bytes: written to a private temporary file, opened,
-    then deleted (the mapping keeps it; it is never unloaded). Where the temporary
-    directory is mounted noexec, ``fallback_parent`` holds the file instead."""
-    from theanine.codegen import cudart
-    cudart.load_runtime()  # the library's libcudart dependency resolves to this one
-    error = None
-    for parent in (None, fallback_parent):
-        try:
-            if parent is not None:
-                os.makedirs(parent, mode=0o700, exist_ok=True)
-            directory = _private_dir(parent)
-        except OSError as e:
-            error = e
-            continue
-        try:
-            lib_path = os.path.join(directory, "module.so")
-            fd = os.open(lib_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(blob)
-            return ctypes.CDLL(lib_path)
-        except OSError as e:
-            error = e
-        finally:
-            shutil.rmtree(directory, ignore_errors=True)
-    raise RuntimeError(f"CUDA back end: cannot load the compiled library ({error})")
+    """Load the shared library ``blob`` (see cc.load_shared_object), with the CUDA runtime
+    loaded first so that its libcudart dependency resolves to that one."""
+    from theanine.codegen import cc, cudart
+    cudart.load_runtime()
+    return cc.load_shared_object(blob, fallback_parent, "CUDA back end")
 
 
 def load_library(source: str, arch: str = DEFAULT_ARCH, cache=None) -> ctypes.CDLL:
