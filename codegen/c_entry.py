@@ -6,16 +6,18 @@ and lifetimes, slices, views and bail-out conditions). A host supplies what diff
 between the two forms it is rendered in:
 
 - ``render_pyentry``: a CPython ``METH_FASTCALL`` function for mode 'c', placed after the
-  kernels in their translation unit (``py_prelude()`` goes first). Arguments, results and
-  bail-outs are llvm_entry's: exact ``numpy.ndarray`` arguments with the canonical dtype
-  object, aligned, of the buffer's rank and static sizes (shared variables' values are
-  read from their storage cells); results are fresh arrays from NumPy's ``PyArray_Empty``:
-  the outputs are returned and the updates stored once every step has succeeded; a call
-  the entry does not handle returns ``NotImplemented`` and leaves no trace.
-  Process-specific addresses (dtype objects, constant arrays, storage cells, BLAS
-  ``sgemm``/``dgemm`` from ``codegen.blas``) are read from a table held by the builtin's
-  ``__self__`` (a capsule), so the source depends only on the schedule and is cached on
-  disk. ``make_entry`` builds the builtin.
+  kernels in their translation unit. Arguments, results and bail-outs are llvm_entry's:
+  exact ``numpy.ndarray`` arguments with the canonical dtype object, aligned, of the
+  buffer's rank and static sizes (shared variables' values are read from their storage
+  cells); results are fresh arrays from NumPy's ``PyArray_Empty``: the outputs are
+  returned and the updates stored once every step has succeeded; a call the entry does
+  not handle returns ``NotImplemented`` and leaves no trace. Like llvm_entry it includes
+  no CPython or NumPy header (parsing them would cost half of a small unit's compile
+  time): object fields are read at ``pyentry.LAYOUT``'s offsets, and process-specific
+  addresses (API functions, dtype objects, constant arrays, storage cells, BLAS
+  ``sgemm``/``dgemm``) come from a table held by the builtin's ``__self__``; the source
+  depends only on the schedule and this Python's object layout, and is cached on disk.
+  ``pyentry.make_schedule_entry`` builds the builtin.
 - ``render_export``: a freestanding C library (a header and a source file) needing no
   Python, NumPy or BLAS: buffers in, buffers out, an explicit workspace; GEMM is a loop
   nest; constants are static arrays. Where the CPython form would hand the call to the
@@ -25,16 +27,12 @@ between the two forms it is rendered in:
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import operator
-import os
 import re
-import sys
-import sysconfig
 
 import numpy as np
 
-from theanine.codegen import blas
+from theanine.codegen import blas, pyentry
 from theanine.codegen import c as crender
 from theanine.codegen.llvm import FLOATS, ITEMSIZE
 from theanine.codegen.llvm_entry import GEMM_GIL_RELEASE, LARGE_CALL_ELEMENTS
@@ -808,39 +806,31 @@ class _Steps:
 
 # ---- the CPython entry (mode 'c') ------------------------------------------------------------
 
-def include_dirs():
-    """The directories holding ``Python.h`` and ``numpy/arrayobject.h``, or None where either
-    header is missing."""
-    dirs = [sysconfig.get_paths()["include"], np.get_include()]
-    if not (os.path.exists(os.path.join(dirs[0], "Python.h"))
-            and os.path.exists(os.path.join(dirs[1], "numpy", "arrayobject.h"))):
-        return None
-    return dirs
-
-
-def py_prelude() -> str:
-    """The lines that must open a translation unit holding a CPython entry."""
-    return "\n".join([
-        f"/* The whole-function entry uses the C APIs of CPython {sys.version.split()[0]} "
-        f"and NumPy {np.__version__}; their headers come first. */",
-        "#define PY_SSIZE_T_CLEAN",
-        "#include <Python.h>",
-        "#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION",
-        "#include <numpy/arrayobject.h>",
-        "#include <stdlib.h>", ""])
-
-
 class _PyHost:
-    """The CPython form: ndarray arguments, PyArray_Empty results, malloc, BLAS, NotImplemented."""
+    """The CPython form, written without CPython's or NumPy's headers (so a unit compiles in
+    a fraction of the time): objects are opaque pointers whose fields are read at the offsets
+    this process measured (``pyentry.LAYOUT``); C API functions, NumPy's ``PyArray_Empty``,
+    dtype objects, constants, storage cells and BLAS come from the entry's table. Arguments:
+    exact ndarrays; results: PyArray_Empty arrays; scratch: malloc; a call it does not take
+    returns NotImplemented."""
 
     def __init__(self):
         self.w = _Writer(lambda reason: "goto bail;")
         self.table = []
+        self.L = pyentry.LAYOUT
 
     def slot(self, name) -> str:
         if name not in self.table:
             self.table.append(name)
         return f"table[{self.table.index(name)}]"
+
+    def api(self, name, fn_type) -> str:
+        """The table's function ``name`` as a callable of type ``fn_type``."""
+        return f"(({fn_type})(uintptr_t){self.slot(name)})"
+
+    def field(self, ctype, obj, key) -> str:
+        """The field ``key`` of LAYOUT (of C type ``ctype``) of the object ``obj``."""
+        return f"TH_FIELD({ctype}, {obj}, {self.L[key]})"
 
     def guard(self, k):
         return None
@@ -848,12 +838,12 @@ class _PyHost:
     def begin(self, steps):
         self.s, self.owned = steps.s, steps.owned
         w = self.w
-        for b, kind in self.owned.items():
-            w.raw(f"{'PyObject' if kind == 'result' else 'void'} *owned{b} = NULL;")
+        for b in self.owned:
+            w.raw(f"void *owned{b} = NULL;")
         w.require(f"nargs == {len(steps.s.args)}", "input")
 
     def argument(self, k, b, buf) -> _View:
-        return self._array(self.w.let(f"args[{k}]", "PyObject *"), buf)
+        return self._array(self.w.let(f"args[{k}]", "void *"), buf)
 
     def arguments_read(self, views):
         """Calls on large arrays take the node-by-node path, which splits kernels across cores."""
@@ -870,25 +860,28 @@ class _PyHost:
 
     def shared(self, k, b, buf) -> _View:
         cell = self.slot(f"container:{k}")
-        return self._array(self.w.let(f"PyList_GET_ITEM((PyObject *){cell}, 0)", "PyObject *"), buf)
+        value = f"{self.api('PyList_GetItem', 'th_list_get_fn')}({cell}, 0)"
+        return self._array(self.w.let(value, "void *"), buf)
 
     def _array(self, a, buf) -> _View:
         """Check the object ``a`` (borrowed) as the array for ``buf`` and read its fields."""
         w = self.w
-        w.require(f"Py_TYPE({a}) == &PyArray_Type", "input")
-        arr = w.let(f"(PyArrayObject *){a}", "PyArrayObject *")
-        w.require(w.all_of([f"PyArray_DESCR({arr}) == (PyArray_Descr *){self.slot('descr:' + buf.dtype)}",
-                            f"(PyArray_FLAGS({arr}) & NPY_ARRAY_ALIGNED) != 0",
-                            f"PyArray_NDIM({arr}) == {buf.ndim}"]), "input")
+        w.require(f"{self.field('void *', a, 'type')} == {self.slot('ndarray')}", "input")
+        w.require(w.all_of([f"{self.field('void *', a, 'descr')} == {self.slot('descr:' + buf.dtype)}",
+                            f"({self.field('int32_t', a, 'flags')} & {pyentry.NPY_ARRAY_ALIGNED}) != 0",
+                            f"{self.field('int32_t', a, 'nd')} == {buf.ndim}"]), "input")
         dims, strides = [], []
+        if buf.ndim:
+            shape = w.let(self.field("const int64_t *", a, "dims"), "const int64_t *")
+            steps = w.let(self.field("const int64_t *", a, "strides"), "const int64_t *")
         for d in range(buf.ndim):
-            size = w.let(f"PyArray_DIMS({arr})[{d}]")
+            size = w.let(f"{shape}[{d}]")
             if buf.shape[d] is not None:
                 w.require(w.eq(size, str(buf.shape[d])), "input")
                 size = str(buf.shape[d])
             dims.append(size)
-            strides.append(w.let(f"PyArray_STRIDES({arr})[{d}]"))
-        return _View(w.let(f"(char *)PyArray_DATA({arr})", "char *"), dims, strides)
+            strides.append(w.let(f"{steps}[{d}]"))
+        return _View(w.let(self.field("char *", a, "data"), "char *"), dims, strides)
 
     def constant(self, b, key, buf) -> str:
         return f"(char *){self.slot(key)}"
@@ -900,14 +893,14 @@ class _PyHost:
             w.require(f"owned{b} != NULL", "memory")
             return w.let(f"(char *)owned{b}", "char *")
         w.open("")
-        w.raw(f"npy_intp shape[{max(len(dims), 1)}] = {_array(dims)};")
-        descr = self.slot("descr:" + self.s.buffers[b].dtype)
-        w.raw(f"PyArray_Descr *const descr = (PyArray_Descr *){descr};")
-        w.raw("Py_INCREF(descr);  /* PyArray_Empty steals it */")
-        w.raw(f"owned{b} = PyArray_Empty({len(dims)}, shape, descr, 0);")
+        w.raw(f"int64_t shape[{max(len(dims), 1)}] = {_array(dims)};")
+        w.raw(f"void *const descr = {self.slot('descr:' + self.s.buffers[b].dtype)};")
+        w.raw(f"{self.api('Py_IncRef', 'th_ref_fn')}(descr);  /* PyArray_Empty steals it */")
+        w.raw(f"owned{b} = {self.api('PyArray_Empty', 'th_empty_fn')}({len(dims)}, shape, descr, 0);")
         w.close()
-        w.raw(f"if (owned{b} == NULL) {{ PyErr_Clear(); goto bail; }}  /* the other path raises */")
-        return w.let(f"(char *)PyArray_DATA((PyArrayObject *)owned{b})", "char *")
+        w.raw(f"if (owned{b} == NULL) {{ {self.api('PyErr_Clear', 'th_void_fn')}(); goto bail; }}"
+              "  /* the other path raises */")
+        return w.let(self.field("char *", f"owned{b}", "data"), "char *")
 
     def release(self, b):
         self.w.raw(f"free(owned{b});")
@@ -916,9 +909,9 @@ class _PyHost:
     def call(self, text, long_):
         w = self.w
         w.open(f"if ({long_})")
-        w.raw("Py_BEGIN_ALLOW_THREADS")
+        w.raw(f"void *const thread = {self.api('PyEval_SaveThread', 'th_save_fn')}();")
         w.raw(text)
-        w.raw("Py_END_ALLOW_THREADS")
+        w.raw(f"{self.api('PyEval_RestoreThread', 'th_restore_fn')}(thread);")
         w.reopen("else")
         w.raw(text)
         w.close()
@@ -974,34 +967,54 @@ class _PyHost:
         w, s = self.w, self.s
         outputs = [f"owned{b}" for b in s.results[:s.n_outputs]]
         if s.single:
-            w.raw(f"PyObject *const value = {outputs[0]};")
+            w.raw(f"void *const value = {outputs[0]};")
         else:
-            w.raw(f"PyObject *const value = PyList_New({len(outputs)});")
-            w.raw("if (value == NULL) { PyErr_Clear(); goto bail; }")
+            w.raw(f"void *const value = {self.api('PyList_New', 'th_list_new_fn')}({len(outputs)});")
+            w.raw(f"if (value == NULL) {{ {self.api('PyErr_Clear', 'th_void_fn')}(); goto bail; }}")
             for k, obj in enumerate(outputs):
-                w.raw(f"PyList_SET_ITEM(value, {k}, {obj});  /* steals the reference */")
+                w.raw(f"{self.api('PyList_SetItem', 'th_list_set_fn')}(value, {k}, {obj});"
+                      "  /* steals the reference */")
         for j, b in enumerate(s.results[s.n_outputs:]):
-            cell = f"(PyObject *){self.slot(f'container:{len(s.shared) + j}')}"
-            w.raw(f"PyList_SetItem({cell}, 0, owned{b});  /* steals it, drops the old value */")
+            cell = self.slot(f"container:{len(s.shared) + j}")
+            w.raw(f"{self.api('PyList_SetItem', 'th_list_set_fn')}({cell}, 0, owned{b});"
+                  "  /* steals it, drops the old value */")
         w.raw("return value;")
         w.depth -= 1
         w.raw("bail:")
         w.depth += 1
         for b, kind in self.owned.items():
-            w.raw(f"Py_XDECREF(owned{b});" if kind == "result" else f"free(owned{b});")
-        w.raw("Py_RETURN_NOTIMPLEMENTED;")
+            w.raw(f"{self.api('Py_DecRef', 'th_ref_fn')}(owned{b});" if kind == "result"
+                  else f"free(owned{b});")  # Py_DecRef ignores NULL
+        w.raw(f"{self.api('Py_IncRef', 'th_ref_fn')}({self.slot('NotImplemented')});")
+        w.raw(f"return {self.slot('NotImplemented')};")
+
+
+#: the C API functions' types, as the table holds them
+_API_TYPES = """typedef void (*th_ref_fn)(void *);
+typedef void (*th_void_fn)(void);
+typedef void *(*th_list_get_fn)(void *, int64_t);
+typedef int (*th_list_set_fn)(void *, int64_t, void *);
+typedef void *(*th_list_new_fn)(int64_t);
+typedef void *(*th_save_fn)(void);
+typedef void (*th_restore_fn)(void *);
+typedef void *(*th_empty_fn)(int, const int64_t *, void *, int);
+#define TH_FIELD(type, obj, offset) (*(type *)((char *)(obj) + (offset)))"""
 
 
 def render_pyentry(schedule, name) -> tuple[str, list]:
-    """(C text, table slot names) of ``schedule`` as the CPython entry ``name`` and its maker
-    ``name_make(keep, table)`` (see ``make_entry``). The text goes after the kernels it calls,
-    in a unit opened by ``py_prelude()``. The entry returns what the schedule says (the one
-    output, or a list of them) after storing the updates into the shared variables' cells."""
+    """(C text, table slot names) of ``schedule`` as the CPython ``METH_FASTCALL`` entry
+    ``name``, which ``pyentry.make_schedule_entry`` turns into a builtin. The text goes after
+    the kernels it calls and needs no header but the C library's. The entry returns what the
+    schedule says (the one output, or a list of them) after storing the updates into the
+    shared variables' cells, or NotImplemented."""
+    if pyentry.LAYOUT is None:
+        raise RuntimeError(f"native entries are unavailable here: {pyentry.PROBE_ERROR}")
     host = _PyHost()
     _Steps(schedule, host).render()
     head = []
     if host.table:
-        head.append("    void *const *const table = (void *const *)PyCapsule_GetPointer(self, NULL);")
+        head.append(f"    void *const *const table = (void *const *)(TH_FIELD(char *, self, {host.L['b_ptr']})"
+                    f" + {pyentry._TABLE_OFFSET});  /* after the PyMethodDef */")
     i = _blas_int()
     gemm_types = "\n".join(
         f"typedef void (*th_{p}gemm_fn)(const char *, const char *, const {i} *, const {i} *, const {i} *, "
@@ -1009,39 +1022,16 @@ def render_pyentry(schedule, name) -> tuple[str, list]:
         for p, t in (("s", "float"), ("d", "double")))
     text = f"""
 /* {name}: the whole function as one CPython METH_FASTCALL entry (see theanine.codegen.c_entry).
- * Its table (the capsule in __self__): {', '.join(host.table) or 'empty'}. */
+ * Python objects are opaque here: fields are read at this process's measured offsets, and
+ * the table (the builtin's __self__) holds: {', '.join(host.table) or 'nothing'}. */
+#include <stdlib.h>
+{_API_TYPES}
 /* BLAS gemm, Fortran convention (every argument by pointer; see theanine.codegen.blas) */
 {gemm_types}
 
-static PyObject *{name}(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+void *{name}(void *self, void *const *args, int64_t nargs)
 {{
 {chr(10).join(head + host.w.pruned())}
-}}
-
-static PyMethodDef {name}_def = {{"{name}", (PyCFunction)(void (*)(void)){name}, METH_FASTCALL, NULL}};
-
-static void {name}_release(PyObject *capsule)
-{{
-    Py_XDECREF((PyObject *)PyCapsule_GetContext(capsule));
-}}
-
-/* The builtin running {name} with this table; keep lives as long as the builtin. */
-PyObject *{name}_make(PyObject *keep, void *table)
-{{
-    if (PyArray_API == NULL && _import_array() < 0)
-        return NULL;
-    PyObject *const capsule = PyCapsule_New(table, NULL, {name}_release);
-    if (capsule == NULL)
-        return NULL;
-    Py_INCREF(keep);
-    if (PyCapsule_SetContext(capsule, keep) < 0) {{
-        Py_DECREF(keep);
-        Py_DECREF(capsule);
-        return NULL;
-    }}
-    PyObject *const fn = PyCFunction_NewEx(&{name}_def, capsule, NULL);
-    Py_DECREF(capsule);
-    return fn;
 }}
 """
     return text, host.table
@@ -1050,34 +1040,6 @@ PyObject *{name}_make(PyObject *keep, void *table)
 def _blas_int() -> str:
     """The C type of BLAS integer arguments in this process (fixed, part of the source)."""
     return "int64_t" if blas.int_bits() == 64 else "int"
-
-
-def make_entry(make_address: int, table_names, bound: dict):
-    """The builtin ``name(*arrays)`` made by the compiled ``name_make`` at ``make_address``: it
-    returns the outputs (see Schedule) or NotImplemented. ``bound`` maps the table's
-    ``const:`` keys to constant arrays and its ``container:`` keys to shared variables'
-    one-item lists (the cells read, then the cells updated, as the schedule numbers them)."""
-    table = (ctypes.c_void_p * max(len(table_names), 1))()
-    keep = [table]
-    for k, slot in enumerate(table_names):
-        if slot.startswith("descr:"):
-            keep.append(np.dtype(slot[6:]))
-            table[k] = id(keep[-1])
-        elif slot.startswith("const:"):
-            keep.append(bound[slot])
-            table[k] = keep[-1].ctypes.data
-        elif slot.startswith("container:"):
-            cell = bound[slot]
-            if type(cell) is not list or len(cell) != 1:
-                raise TypeError(f"make_entry: {slot} must be a one-item list, got {cell!r}")
-            keep.append(cell)
-            table[k] = id(cell)
-        elif slot in ("sgemm", "dgemm"):
-            table[k] = blas.address(slot)
-        else:
-            raise ValueError(f"unknown entry table slot {slot!r}")
-    make = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.py_object, ctypes.c_void_p)(make_address)
-    return make(tuple(keep), ctypes.addressof(table))
 
 
 # ---- the exported library --------------------------------------------------------------------

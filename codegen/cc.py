@@ -85,15 +85,9 @@ def host_cpu() -> str:
     return platform.processor() or platform.machine()
 
 
-def _include_flags(include_dirs) -> list:
-    return [f"-I{d}" for d in include_dirs]
-
-
-def module_key(text: str, include_dirs=()) -> str:
-    """The cache key of the shared object built from ``text`` with the current settings (and
-    the header directories ``include_dirs``)."""
-    return cache_key("c-shared-object", text, compiler_identity(),
-                     tuple(flags() + _include_flags(include_dirs)), host_cpu())
+def module_key(text: str) -> str:
+    """The cache key of the shared object built from ``text`` with the current settings."""
+    return cache_key("c-shared-object", text, compiler_identity(), tuple(flags()), host_cpu())
 
 
 def _private_dir(parent=None) -> str:
@@ -132,15 +126,14 @@ def load_shared_object(blob: bytes, fallback_parent=None, what="C back end") -> 
     raise RuntimeError(f"{what}: cannot load the compiled module ({error})")
 
 
-def build(text: str, directory: str, include_dirs=()) -> str:
-    """Compile ``text`` into a shared object in ``directory`` (headers also searched in
-    ``include_dirs``); its path. RuntimeError on failure, with the command and the compiler's
-    messages."""
+def build(text: str, directory: str) -> str:
+    """Compile ``text`` into a shared object in ``directory``; its path. RuntimeError on
+    failure, with the command and the compiler's messages."""
     src = os.path.join(directory, "module.c")
     out = os.path.join(directory, "module.so")
     with open(src, "w") as f:
         f.write(text)
-    cmd = compiler_command() + flags() + _include_flags(include_dirs) + ["-o", out, src, "-lm"]
+    cmd = compiler_command() + flags() + ["-o", out, src, "-lm"]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -163,12 +156,11 @@ def _addresses(lib, symbols) -> dict:
     return out
 
 
-def compile_source(text: str, symbols, cache: DiskCache | None = None, include_dirs=()) -> dict:
+def compile_source(text: str, symbols, cache: DiskCache | None = None) -> dict:
     """Native addresses of ``symbols`` defined by the C source ``text`` (compiled with the
-    system compiler, headers also searched in ``include_dirs``, or taken from the on-disk
-    cache; loaded once per process)."""
+    system compiler, or taken from the on-disk cache; loaded once per process)."""
     with _lock:
-        key = module_key(text, include_dirs)
+        key = module_key(text)
         lib = _loaded.get(key)
         if lib is None:
             cache = cache if cache is not None else DiskCache()
@@ -182,7 +174,7 @@ def compile_source(text: str, symbols, cache: DiskCache | None = None, include_d
             if lib is None:
                 directory = _private_dir()
                 try:
-                    with open(build(text, directory, include_dirs), "rb") as f:
+                    with open(build(text, directory), "rb") as f:
                         blob = f.read()
                 finally:
                     shutil.rmtree(directory, ignore_errors=True)

@@ -3,7 +3,7 @@
 ``render_entry`` turns a ``schedule.Schedule`` into an LLVM function with the
 ``METH_FASTCALL`` signature, meant to be appended to the module that defines
 the schedule's kernels (so the optimiser sees kernels and entry together).
-``make_entry`` wraps the compiled function as a builtin; one call checks the
+``pyentry.make_schedule_entry`` wraps the compiled function as a builtin; one call checks the
 arguments, runs every step and returns the results as a tuple of fresh arrays,
 or ``NotImplemented`` when the call must take the node-by-node path (see the
 schedule module: such a call has no effect).
@@ -16,8 +16,6 @@ in ``pyentry``, so the IR depends only on the schedule and is cached on disk.
 """
 
 from __future__ import annotations
-
-import ctypes
 
 import numpy as np
 
@@ -1015,52 +1013,3 @@ def _identity_literal(kind, dtype) -> str:
 
 DECLARATIONS = ("declare ptr @malloc(i64)", "declare void @free(ptr)",
                 "declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)")
-
-
-# ---- building the builtin --------------------------------------------------------------------
-
-def make_entry(address: int, table_names, bound: dict, name: str, doc: str = ""):
-    """The builtin ``name(*arrays)`` running the entry compiled at ``address``: it returns the
-    outputs (see Schedule) or NotImplemented. ``bound`` maps the table's ``const:`` keys to
-    constant arrays and its ``container:`` keys to shared variables' one-item lists (the
-    cells read, then the cells updated, as the schedule numbers them)."""
-    if pyentry.LAYOUT is None:
-        raise RuntimeError(f"native entries are unavailable here: {pyentry.PROBE_ERROR}")
-    struct = type("ScheduleEntryData", (ctypes.Structure,), {
-        "_fields_": [("method", pyentry._PyMethodDef),
-                     ("table", ctypes.c_void_p * max(len(table_names), 1))]})
-    data = struct()
-    data.method.ml_name = name.encode()
-    data.method.ml_meth = address
-    data.method.ml_flags = pyentry.METH_FASTCALL
-    data.method.ml_doc = doc.encode()
-    keep = []
-    for k, slot in enumerate(table_names):
-        if slot.startswith("descr:"):
-            descr = np.dtype(slot[6:])
-            keep.append(descr)
-            data.table[k] = id(descr)
-        elif slot.startswith("const:"):
-            array = bound[slot]
-            keep.append(array)
-            data.table[k] = array.ctypes.data
-        elif slot.startswith("container:"):
-            cell = bound[slot]
-            if type(cell) is not list or len(cell) != 1:
-                raise TypeError(f"make_entry: {slot} must be a one-item list, got {cell!r}")
-            keep.append(cell)
-            data.table[k] = id(cell)
-        elif slot in ("sgemm", "dgemm"):
-            data.table[k] = blas.address(slot)
-        elif slot == "ndarray":
-            data.table[k] = id(np.ndarray)
-        elif slot == "NotImplemented":
-            data.table[k] = id(NotImplemented)
-        elif slot == "PyArray_Empty":
-            data.table[k] = pyentry.LAYOUT["PyArray_Empty"]
-        else:
-            data.table[k] = pyentry._address(slot)
-    data.keep = keep
-    new = ctypes.pythonapi.PyCFunction_NewEx
-    new.restype, new.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.py_object, ctypes.c_void_p]
-    return new(ctypes.addressof(data.method), data, None)

@@ -50,7 +50,7 @@ import numpy as np
 
 from theanine.codegen import jit
 
-__all__ = ["make_entry", "LAYOUT", "GIL_RELEASE_SIZE"]
+__all__ = ["make_entry", "make_schedule_entry", "LAYOUT", "GIL_RELEASE_SIZE"]
 
 #: outputs with more elements than this are computed with the GIL released
 GIL_RELEASE_SIZE = 100_000
@@ -494,6 +494,60 @@ def make_entry(kernel_address: int, in_dtypes, out_dtype: str, ndim: int, name: 
     for k, t in enumerate(in_dtypes):
         data.table[len(_SLOTS) + k] = id(np.dtype(t))
     new = _api.PyCFunction_NewEx
+    new.restype, new.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.py_object, ctypes.c_void_p]
+    return new(ctypes.addressof(data.method), data, None)
+
+
+# ---- the builtin of a whole-function entry (llvm_entry, c_entry) ---------------------------
+
+def make_schedule_entry(address: int, table_names, bound: dict, name: str, doc: str = ""):
+    """The builtin ``name(*arrays)`` running the whole-function entry compiled at ``address``
+    (the ``METH_FASTCALL`` signature; its table is read through ``__self__``'s ``b_ptr``
+    at ``LAYOUT['b_ptr']``): it returns the outputs (see ``schedule.Schedule``) or
+    NotImplemented. ``table_names`` are the table's slots: ``descr:<dtype>``, ``const:...``
+    and ``container:...`` keys of ``bound`` (constant arrays; shared variables' one-item
+    lists, the cells read then the cells updated as the schedule numbers them),
+    ``sgemm``/``dgemm``, ``ndarray``, ``NotImplemented``, ``PyArray_Empty``, or the name of
+    a CPython API function."""
+    from theanine.codegen import blas
+    if LAYOUT is None:
+        raise RuntimeError(f"native entries are unavailable here: {PROBE_ERROR}")
+    struct = type("ScheduleEntryData", (ctypes.Structure,), {
+        "_fields_": [("method", _PyMethodDef),
+                     ("table", ctypes.c_void_p * max(len(table_names), 1))]})
+    data = struct()
+    data.method.ml_name = name.encode()
+    data.method.ml_meth = address
+    data.method.ml_flags = METH_FASTCALL
+    data.method.ml_doc = doc.encode()
+    keep = []
+    for k, slot in enumerate(table_names):
+        if slot.startswith("descr:"):
+            descr = np.dtype(slot[6:])
+            keep.append(descr)
+            data.table[k] = id(descr)
+        elif slot.startswith("const:"):
+            array = bound[slot]
+            keep.append(array)
+            data.table[k] = array.ctypes.data
+        elif slot.startswith("container:"):
+            cell = bound[slot]
+            if type(cell) is not list or len(cell) != 1:
+                raise TypeError(f"make_schedule_entry: {slot} must be a one-item list, got {cell!r}")
+            keep.append(cell)
+            data.table[k] = id(cell)
+        elif slot in ("sgemm", "dgemm"):
+            data.table[k] = blas.address(slot)
+        elif slot == "ndarray":
+            data.table[k] = id(np.ndarray)
+        elif slot == "NotImplemented":
+            data.table[k] = id(NotImplemented)
+        elif slot == "PyArray_Empty":
+            data.table[k] = LAYOUT["PyArray_Empty"]
+        else:
+            data.table[k] = _address(slot)
+    data.keep = keep
+    new = ctypes.pythonapi.PyCFunction_NewEx
     new.restype, new.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.py_object, ctypes.c_void_p]
     return new(ctypes.addressof(data.method), data, None)
 

@@ -133,7 +133,7 @@ def render_program(planned, target, extra_kernels=(), schedule=None):
     elif schedule is not None:
         from theanine.codegen import c_entry
         entry_text, table = c_entry.render_pyentry(schedule, "__ENTRY__")
-        text = c_entry.py_prelude() + text + entry_text
+        text = text + entry_text
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     names = [f"theanine_{digest}_k{first[k]}" for k in range(len(kernels))]
     for k, name in reversed(list(enumerate(names))):
@@ -172,13 +172,7 @@ class NativeProgram:
         self.planned, self.fallbacks = plan_kernels(fgraph)
         self.entry, self.why_no_entry = None, f"target {target!r} has no whole-function entry"
         schedule, constants, extra, self.copied_outputs = None, {}, (), []
-        include_dirs = ()
-        if target == "c":
-            from theanine.codegen import c_entry
-            include_dirs = c_entry.include_dirs()
-            if include_dirs is None:
-                self.why_no_entry = "the Python or NumPy C headers are not installed"
-        if target == "llvm" or (target == "c" and include_dirs is not None):
+        if target in ("llvm", "c"):
             try:
                 schedule, constants, extra, self.copied_outputs = build_schedule(
                     fgraph, self.planned, interface.get("n_args"), interface.get("n_outputs"),
@@ -196,13 +190,8 @@ class NativeProgram:
         self.thunks = {}
         if not compile or not (self.planned or entry_name):
             return
-        if target == "c" and entry_name:
-            from theanine.codegen import cc
-            entry_name += "_make"  # the C entry is reached through its maker
-            addresses = cc.compile_source(self.source, names + [entry_name], include_dirs=include_dirs)
-        else:
-            symbols = names + ([entry_name] if entry_name else [])
-            addresses = _targets()[target][1](self.source, symbols)
+        symbols = names + ([entry_name] if entry_name else [])
+        addresses = _targets()[target][1](self.source, symbols)
         for info in self.kernels:
             fn = _KERNEL_TYPE(addresses[info.name])
             if _reduction(info.node):
@@ -211,15 +200,13 @@ class NativeProgram:
                 make = functools.partial(_native_entry, info, addresses[info.name]) \
                     if target == "llvm" else None
                 self.thunks[info.node] = ElementwiseThunk(info.node, fn, make)
-        if entry_name and target == "llvm":
-            from theanine.codegen import llvm_entry
+        if entry_name:
+            from theanine.codegen import pyentry
             try:
-                self.entry = llvm_entry.make_entry(addresses[entry_name], table, constants, entry_name)
+                self.entry = pyentry.make_schedule_entry(addresses[entry_name], table, constants,
+                                                         entry_name)
             except RuntimeError as exc:
                 self.why_no_entry = str(exc)
-        elif entry_name:
-            from theanine.codegen import c_entry
-            self.entry = c_entry.make_entry(addresses[entry_name], table, constants)
 
 
 def _native_entry(info, address):
