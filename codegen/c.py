@@ -318,6 +318,17 @@ def _wrap(op, dtype, *args):
     return f"({C_TYPES[dtype]})(({w}){args[0]} {op} ({w}){args[1]})"
 
 
+def _int_shift(op, dtype, x, y):
+    """NumPy's << and >>: a count outside [0, bits) gives 0 (or -1 for negative x >> y). The
+    shift is only evaluated for a count in range; << shifts the unsigned type (no UB)."""
+    t, w = C_TYPES[dtype], _WRAP[dtype]
+    in_range = f"({w}){y} < {8 * ITEMSIZE[dtype]}"  # a negative count converts to a large one
+    if op == "lshift":
+        return f"{in_range} ? ({t})(({w}){x} << {y}) : ({t})0"
+    fill = f"({t})({x} < 0 ? -1 : 0)" if dtype in SIGNED else f"({t})0"
+    return f"{in_range} ? ({t})({x} >> {y}) : {fill}"
+
+
 class _Scalar:
     """Renders the instructions of a scalar program into a _Body."""
 
@@ -447,6 +458,8 @@ class _Scalar:
             return "false"
         if op in ("floordiv", "mod"):
             return self._int_divmod(op, dtype, v[0], v[1])
+        if op in ("lshift", "rshift"):
+            return _int_shift(op, dtype, v[0], v[1])
         raise KeyError(op)
 
     def _int_divmod(self, op, dtype, x, y):

@@ -37,7 +37,7 @@ from theanine.codegen import c as crender
 from theanine.codegen.llvm import FLOATS, ITEMSIZE
 from theanine.codegen.llvm_entry import GEMM_GIL_RELEASE, LARGE_CALL_ELEMENTS
 from theanine.codegen.pyentry import GIL_RELEASE_SIZE
-from theanine.codegen.schedule import (VIEW_STEPS, ARange, Elementwise, Fill, Index, Reduce, Reshape,
+from theanine.codegen.schedule import (VIEW_STEPS, ARange, Elementwise, Fill, HostCall, Index, Reduce, Reshape,
                                        ShapeOf, plan_lifetimes, read, written)
 
 _INT32_MAX = 2 ** 31 - 1
@@ -221,7 +221,8 @@ class _Steps:
         self.views, self.contiguous = {}, {}
         self.life = plan_lifetimes(schedule)
         self.root = self.life.root
-        self.owned = {}  # buffer -> "heap" | "result" | "copy": allocated by the host
+        self.owned = {}  # buffer -> "heap" | "result" | "copy" | "object": allocated by the host
+        self.literals = dict(schedule.literals)
         self.k = 0
 
     def storage(self, b) -> str:
@@ -446,6 +447,9 @@ class _Steps:
 
     def _scalar(self, b) -> str:
         """The integer value of the 0-d buffer ``b`` as int64 (unsigned types zero-extended)."""
+        literal = self.literals.get(b)
+        if literal is not None and abs(literal) < 2 ** 62:
+            return str(literal) if literal >= 0 else f"({literal})"  # never "--1"
         dtype = self.s.buffers[b].dtype
         return self.w.let(f"(int64_t)*(const {crender.MEM_TYPES[dtype]} *){self.views[b].data}")
 
@@ -775,6 +779,10 @@ class _Steps:
         self.views[step.out] = _View(base, dims, out_strides)
         self.contiguous[step.out] = "true"
 
+    def _HostCall(self, step):
+        for b, view in zip(step.outputs, self.host.host_call(self, step)):
+            self.views[b] = view
+
     def _Check(self, step):
         w = self.w
         with self.work():  # the conditions are data: a pass that only sizes buffers skips them
@@ -818,6 +826,8 @@ class _PyHost:
         self.w = _Writer(lambda reason: "goto bail;")
         self.table = []
         self.L = pyentry.LAYOUT
+        self.objects = {}  # argument or shared buffer -> its array object
+        self.host_views = []  # variables holding arrays made for HostCall arguments
 
     def slot(self, name) -> str:
         if name not in self.table:
@@ -840,10 +850,17 @@ class _PyHost:
         w = self.w
         for b in self.owned:
             w.raw(f"void *owned{b} = NULL;")
+        for k, step in enumerate(self.s.steps):
+            if isinstance(step, HostCall):
+                for j, b in enumerate(step.inputs):
+                    if steps.root[b] != b:
+                        self.host_views.append(f"hostview{k}_{j}")
+                        w.raw(f"void *hostview{k}_{j} = NULL;")
         w.require(f"nargs == {len(steps.s.args)}", "input")
 
     def argument(self, k, b, buf) -> _View:
-        return self._array(self.w.let(f"args[{k}]", "void *"), buf)
+        self.objects[b] = self.w.let(f"args[{k}]", "void *")
+        return self._array(self.objects[b], buf)
 
     def arguments_read(self, views):
         """Calls on large arrays take the node-by-node path, which splits kernels across cores."""
@@ -861,7 +878,8 @@ class _PyHost:
     def shared(self, k, b, buf) -> _View:
         cell = self.slot(f"container:{k}")
         value = f"{self.api('PyList_GetItem', 'th_list_get_fn')}({cell}, 0)"
-        return self._array(self.w.let(value, "void *"), buf)
+        self.objects[b] = self.w.let(value, "void *")
+        return self._array(self.objects[b], buf)
 
     def _array(self, a, buf) -> _View:
         """Check the object ``a`` (borrowed) as the array for ``buf`` and read its fields."""
@@ -903,8 +921,65 @@ class _PyHost:
         return w.let(self.field("char *", f"owned{b}", "data"), "char *")
 
     def release(self, b):
-        self.w.raw(f"free(owned{b});")
+        if self.owned[b] == "object":
+            self.w.raw(f"{self.api('Py_DecRef', 'th_ref_fn')}(owned{b});")
+        else:
+            self.w.raw(f"free(owned{b});")
         self.w.raw(f"owned{b} = NULL;")
+
+    def _object(self, b) -> str:
+        """The array object holding root buffer ``b`` (borrowed)."""
+        if b in self.owned:
+            return f"owned{b}"
+        if b in self.objects:
+            return self.objects[b]
+        return self.slot("object:" + dict(self.s.constants)[b])
+
+    def _fail_if(self, failed):
+        """Bail when ``failed``, clearing the Python error it set (the other path raises)."""
+        self.w.raw(f"if ({failed}) {{ {self.api('PyErr_Clear', 'th_void_fn')}(); goto bail; }}")
+
+    def host_call(self, steps, step) -> list:
+        """Pass the inputs as arrays (a view's array is made here, based on its root's),
+        call, hold the returned arrays and check them as the outputs; their views."""
+        w, k = self.w, steps.k
+        objects = []
+        for j, b in enumerate(step.inputs):
+            root = steps.root[b]
+            if root == b:
+                objects.append(self._object(b))
+                continue
+            v, buf, obj = steps.views[b], self.s.buffers[b], f"hostview{k}_{j}"
+            w.open("")
+            w.raw(f"const int64_t dims[{max(buf.ndim, 1)}] = {_array(v.dims)};")
+            w.raw(f"const int64_t strides[{max(buf.ndim, 1)}] = {_array(v.strides)};")
+            w.raw(f"void *const descr = {self.slot('descr:' + buf.dtype)};")
+            w.raw(f"{self.api('Py_IncRef', 'th_ref_fn')}(descr);  /* the constructor steals it */")
+            w.raw(f"{obj} = {self.api('PyArray_NewFromDescr', 'th_new_fn')}({self.slot('ndarray')}, descr, "
+                  f"{buf.ndim}, dims, strides, {v.data}, 0, NULL);")
+            w.close()
+            self._fail_if(f"{obj} == NULL")
+            base = self._object(root)
+            w.raw(f"{self.api('Py_IncRef', 'th_ref_fn')}({base});  /* SetBaseObject steals it */")
+            self._fail_if(f"{self.api('PyArray_SetBaseObject', 'th_base_fn')}({obj}, {base}) < 0")
+            objects.append(obj)
+        result = f"hostresult{k}"
+        w.raw(f"void *{result};")
+        w.open("")
+        w.raw(f"void *const args[{max(len(objects), 1)}] = {_array(objects)};")
+        w.raw(f"{result} = {self.api('PyObject_Vectorcall', 'th_call_fn')}({self.slot(step.callable)}, "
+              f"args, {len(objects)}, NULL);")
+        w.close()
+        self._fail_if(f"{result} == NULL")
+        for obj in objects:
+            if obj.startswith("hostview"):
+                w.raw(f"{self.api('Py_DecRef', 'th_ref_fn')}({obj});")
+                w.raw(f"{obj} = NULL;")
+        for j, b in enumerate(step.outputs):  # the callable returns a list of the outputs
+            w.raw(f"owned{b} = {self.api('PyList_GetItem', 'th_list_get_fn')}({result}, {j});")
+            w.raw(f"{self.api('Py_IncRef', 'th_ref_fn')}(owned{b});")
+        w.raw(f"{self.api('Py_DecRef', 'th_ref_fn')}({result});")
+        return [self._array(f"owned{b}", self.s.buffers[b]) for b in step.outputs]
 
     def call(self, text, long_):
         w = self.w
@@ -983,8 +1058,10 @@ class _PyHost:
         w.raw("bail:")
         w.depth += 1
         for b, kind in self.owned.items():
-            w.raw(f"{self.api('Py_DecRef', 'th_ref_fn')}(owned{b});" if kind == "result"
+            w.raw(f"{self.api('Py_DecRef', 'th_ref_fn')}(owned{b});" if kind in ("result", "object")
                   else f"free(owned{b});")  # Py_DecRef ignores NULL
+        for obj in self.host_views:
+            w.raw(f"{self.api('Py_DecRef', 'th_ref_fn')}({obj});")
         w.raw(f"{self.api('Py_IncRef', 'th_ref_fn')}({self.slot('NotImplemented')});")
         w.raw(f"return {self.slot('NotImplemented')};")
 
@@ -998,6 +1075,9 @@ typedef void *(*th_list_new_fn)(int64_t);
 typedef void *(*th_save_fn)(void);
 typedef void (*th_restore_fn)(void *);
 typedef void *(*th_empty_fn)(int, const int64_t *, void *, int);
+typedef void *(*th_new_fn)(void *, void *, int, const int64_t *, const int64_t *, void *, int, void *);
+typedef int (*th_base_fn)(void *, void *);
+typedef void *(*th_call_fn)(void *, void *const *, size_t, void *);
 #define TH_FIELD(type, obj, offset) (*(type *)((char *)(obj) + (offset)))"""
 
 
@@ -1029,7 +1109,17 @@ def render_pyentry(schedule, name) -> tuple[str, list]:
 /* BLAS gemm, Fortran convention (every argument by pointer; see theanine.codegen.blas) */
 {gemm_types}
 
-void *{name}(void *self, void *const *args, int64_t nargs)
+/* The entry is straight-line glue around the kernels: optimising it gains nothing measurable
+ * per call, but would take most of the unit's compile time (as in the LLVM entry). */
+#if defined(__clang__)
+#define TH_GLUE __attribute__((optnone))
+#elif defined(__GNUC__)
+#define TH_GLUE __attribute__((optimize("O0")))
+#else
+#define TH_GLUE
+#endif
+
+TH_GLUE void *{name}(void *self, void *const *args, int64_t nargs)
 {{
 {chr(10).join(head + host.w.pruned())}
 }}

@@ -415,6 +415,14 @@ def _int(op, dtype, v) -> str:
         return f"th_ufloordiv<{t}>({v[0]}, {v[1]})"
     if op == "mod":
         return f"th_{'s' if signed else 'u'}mod<{t}>({v[0]}, {v[1]})"
+    if op in ("lshift", "rshift"):
+        # NumPy's << and >>: a count outside [0, bits) (a negative one converts to a large
+        # one) gives 0, or -1 for negative x >> y; << shifts the unsigned type (no UB)
+        in_range = f"({w}){v[1]} < {8 * ITEMSIZE[dtype]}"
+        if op == "lshift":
+            return f"({in_range} ? ({t})(({w}){v[0]} << {v[1]}) : ({t})0)"
+        fill = f"({t})({v[0]} < 0 ? -1 : 0)" if signed else f"({t})0"
+        return f"({in_range} ? ({t})({v[0]} >> {v[1]}) : {fill})"
     raise KeyError(f"cuda: no lowering of {op!r} for {dtype}")
 
 

@@ -71,6 +71,11 @@ SCALAR_OPCODES: dict[str, Opcode] = {
         "lt": "x < y", "le": "x <= y", "gt": "x > y", "ge": "x >= y", "eq": "x == y", "ne": "x != y",
         "land": "logical and", "lor": "logical or", "lxor": "logical xor",
         "band": "bitwise and", "bor": "bitwise or", "bxor": "bitwise xor",
+        "lshift": "x << y (integers): x's bits moved up y places, wrapping in the dtype; 0 when y "
+                  "is negative or at least the dtype's bit width",
+        "rshift": "x >> y (integers): x's bits moved down y places, filling with the sign bit for "
+                  "signed x (floor(x / 2**y)) and zeros for unsigned x; when y is negative or at "
+                  "least the bit width, -1 for negative x and 0 otherwise",
         "second": "y (x only gives the shape)",
     }),
     **_ops(3, {

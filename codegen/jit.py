@@ -9,6 +9,7 @@ already loaded in this process is not loaded twice.
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import llvmlite
@@ -70,13 +71,28 @@ def assembly(ir_text: str) -> str:
         return _engine()["tm"].emit_assembly(optimize(ir_text))
 
 
+#: ELF ``e_machine`` of the 64-bit architectures whose object header is known without a probe
+_ELF_MACHINES = {"x86_64": 62, "aarch64": 183, "ppc64le": 21, "riscv64": 243, "s390x": 22}
+
+
+def _own_header() -> tuple:
+    """(first 6 bytes, ``e_machine`` bytes) of the object files this process emits: for ELF
+    on the architectures above, from the ELF format itself; else from an empty module
+    emitted once (which costs more than a millisecond)."""
+    arch = _engine()["triple"].split("-")[0]
+    if sys.platform.startswith("linux") and arch in _ELF_MACHINES and sys.maxsize > 2 ** 32:
+        data = b"\x01" if sys.byteorder == "little" else b"\x02"
+        return b"\x7fELF\x02" + data, _ELF_MACHINES[arch].to_bytes(2, sys.byteorder)
+    probe = _engine()["tm"].emit_object(llvm.parse_assembly(""))
+    return probe[:6], probe[18:20]
+
+
 def _loadable(obj: bytes) -> bool:
     """Whether ``obj`` is an object file of this machine's kind (checked by its ELF header:
     class, byte order and machine must be those of an object this process emits)."""
     own = _state.get("elf_header")
     if own is None:
-        probe = _engine()["tm"].emit_object(llvm.parse_assembly(""))
-        own = _state["elf_header"] = (probe[:6], probe[18:20])
+        own = _state["elf_header"] = _own_header()
     return obj[:6] == own[0] and obj[18:20] == own[1]
 
 

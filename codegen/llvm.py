@@ -55,7 +55,8 @@ _FLOAT_OPS = (set(_FLOAT_INTRINSIC) | set(_FLOAT_LIBM) | set(_FLOAT_BINARY) | se
                  "lnot", "select", "clip", "cast"})
 _INT_OPS = (set(_INT_BINARY) | set(_CMP)
             | {"neg", "copy", "second", "sqr", "abs", "sign", "max", "min", "floordiv", "mod",
-               "bnot", "land", "lor", "lxor", "lnot", "select", "clip", "cast", "isnan", "isinf"})
+               "bnot", "land", "lor", "lxor", "lnot", "select", "clip", "cast", "isnan", "isinf",
+               "lshift", "rshift"})
 _BOOL_OPS = {"eq", "ne", "land", "lor", "lxor", "lnot", "bnot", "band", "bor", "bxor", "select",
              "copy", "second", "cast"}
 
@@ -347,7 +348,25 @@ class _Scalar:
             return "false"
         if op in ("floordiv", "mod"):
             return self._int_divmod(op, dtype, v[0], v[1])
+        if op in ("lshift", "rshift"):
+            return self._int_shift(op, dtype, v[0], v[1])
         raise KeyError(op)
+
+    def _int_shift(self, op, dtype, x, y):
+        """NumPy's << and >>: a count outside [0, bits) gives 0 (or -1 for negative x >> y).
+        The count is masked before shifting, so the shift itself never yields poison."""
+        b, t = self.b, _ctype(dtype)
+        bits = 8 * ITEMSIZE[dtype]
+        in_range = b.emit(f"icmp ult {t} {y}, {bits}")  # unsigned: a negative count is large
+        amount = b.emit(f"and {t} {y}, {bits - 1}")
+        if op == "lshift":
+            shifted, fill = b.emit(f"shl {t} {x}, {amount}"), "0"
+        elif dtype in SIGNED:
+            shifted = b.emit(f"ashr {t} {x}, {amount}")
+            fill = b.emit(f"ashr {t} {x}, {bits - 1}")
+        else:
+            shifted, fill = b.emit(f"lshr {t} {x}, {amount}"), "0"
+        return b.emit(f"select i1 {in_range}, {t} {shifted}, {t} {fill}")
 
     def _int_divmod(self, op, dtype, x, y):
         """NumPy's integer // and %: floor rounding; x // 0 and x % 0 are 0; no overflow trap."""

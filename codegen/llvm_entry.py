@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from theanine.codegen import blas, llvm, pyentry
-from theanine.codegen.schedule import VIEW_STEPS, Reshape, plan_lifetimes, written
+from theanine.codegen.schedule import VIEW_STEPS, HostCall, Reshape, plan_lifetimes, written
 
 #: products with more multiply-adds than this release the GIL around the BLAS call
 GEMM_GIL_RELEASE = 1 << 15
@@ -153,7 +153,9 @@ class _Renderer:
         self.contiguous = {}
         self.life = plan_lifetimes(schedule)
         self.root = self.life.root
-        self.owned = {}  # root buffer -> ("heap" | "result", registry alloca)
+        self.owned = {}  # root buffer -> ("heap" | "result" | "object", registry alloca)
+        self.objects = {}  # argument or shared buffer -> its array object
+        self.literals = dict(schedule.literals)
 
     # ---- the function ---------------------------------------------------------------------
     def render(self, name):
@@ -164,16 +166,21 @@ class _Renderer:
         f.table_loaded = len(f.lines)  # where the table entries are loaded
         for b in sorted({b for k in range(len(s.steps)) for b in written(s.steps[k])}):
             kind = self.life.storage[b]
-            if kind in ("heap", "result") and self.root.get(b) == b and not isinstance(
+            if kind in ("heap", "result", "object") and self.root.get(b) == b and not isinstance(
                     s.steps[s.writer()[b]], VIEW_STEPS):
                 cell = f.alloca(f"owned{b}", "ptr")
                 f.raw(f"store ptr null, ptr {cell}")
                 self.owned[b] = (kind, cell)
-        self.copy_cells = {}
-        for step in s.steps:
+        self.copy_cells, self.view_cells = {}, {}
+        for k, step in enumerate(s.steps):
             if isinstance(step, Reshape):
                 cell = self.copy_cells[step.out] = f.alloca(f"copy{step.out}", "ptr")
                 f.raw(f"store ptr null, ptr {cell}")
+            if isinstance(step, HostCall):  # array objects made for the call's view arguments
+                for j, b in enumerate(step.inputs):
+                    if self.root[b] != b:
+                        cell = self.view_cells[k, j] = f.alloca(f"hostview{k}_{j}", "ptr")
+                        f.raw(f"store ptr null, ptr {cell}")
         f.require(f(f"icmp eq i64 %nargs, {len(s.args)}"))
         sizes = []
         for k, b in enumerate(s.args):
@@ -193,10 +200,14 @@ class _Renderer:
         for b, key in s.constants:
             self._constant(b, key)
         for k, step in enumerate(s.steps):
+            self.k = k
             getattr(self, "_" + type(step).__name__)(step)
-            cells = [self.owned[b][1] for b in self.life.frees[k]] + \
-                [self.copy_cells[b] for b in self.life.copy_frees[k]]
-            for cell in cells:
+            for b in self.life.frees[k]:
+                kind, cell = self.owned[b]
+                release = "@free" if kind == "heap" else f.slot("Py_DecRef")
+                f.raw(f"call void {release}(ptr {f(f'load ptr, ptr {cell}')})")
+                f.raw(f"store ptr null, ptr {cell}")
+            for cell in [self.copy_cells[b] for b in self.life.copy_frees[k]]:
                 f.raw(f"call void @free(ptr {f(f'load ptr, ptr {cell}')})")
                 f.raw(f"store ptr null, ptr {cell}")
         self._return()
@@ -206,6 +217,7 @@ class _Renderer:
         """Check the object ``a`` (borrowed) as the array for buffer ``b`` and read its fields."""
         f, L = self.f, pyentry.LAYOUT
         buf = self.s.buffers[b]
+        self.objects[b] = a
         f.require(f(f"icmp eq ptr {f.field('ptr', a, L['type'])}, {f.slot('ndarray')}"))
         flags = f.field("i32", a, L["flags"])
         f.require(f.all_of([
@@ -510,6 +522,9 @@ class _Renderer:
     def _scalar(self, b) -> str:
         """The integer value of the 0-d buffer ``b`` as i64."""
         f = self.f
+        literal = self.literals.get(b)
+        if literal is not None:
+            return str(literal)
         dtype = self.s.buffers[b].dtype
         ty = llvm.LLVM_TYPES[dtype]
         value = f(f"load {ty}, ptr {self.views[b].data}")
@@ -956,6 +971,67 @@ class _Renderer:
         f.raw(f"br label %{head}")
         f.start(done)
 
+    # ---- calls back into Python ------------------------------------------------------------
+    def _object(self, b) -> str:
+        """The array object holding root buffer ``b`` (borrowed)."""
+        if b in self.owned:
+            return self.f(f"load ptr, ptr {self.owned[b][1]}")
+        if b in self.objects:
+            return self.objects[b]
+        return self.f.slot("object:" + dict(self.s.constants)[b])
+
+    def _HostCall(self, step):
+        """Pass the inputs as arrays (a view's array is made here, based on its root's),
+        call, hold the returned arrays and check them as the outputs."""
+        f, L = self.f, pyentry.LAYOUT
+        objects = []
+        for j, b in enumerate(step.inputs):
+            root = self.root[b]
+            if root == b:
+                objects.append(self._object(b))
+                continue
+            v, buf = self.views[b], self.s.buffers[b]
+            descr = f.slot("descr:" + buf.dtype)
+            f.raw(f"call void {f.slot('Py_IncRef')}(ptr {descr})")  # the constructor steals it
+            dims = f.store_array(f"hostdims{self.k}_{j}", "i64", v.dims)
+            strides = f.store_array(f"hoststrides{self.k}_{j}", "i64", v.strides)
+            view = f(f"call ptr {f.slot('PyArray_NewFromDescr')}(ptr {f.slot('ndarray')}, ptr {descr}, "
+                     f"i32 {buf.ndim}, ptr {dims}, ptr {strides}, ptr {v.data}, i32 0, ptr null)")
+            self._fail_if(f(f"icmp eq ptr {view}, null"))
+            f.raw(f"store ptr {view}, ptr {self.view_cells[self.k, j]}")
+            base = self._object(root)
+            f.raw(f"call void {f.slot('Py_IncRef')}(ptr {base})")  # SetBaseObject steals it
+            status = f(f"call i32 {f.slot('PyArray_SetBaseObject')}(ptr {view}, ptr {base})")
+            self._fail_if(f(f"icmp slt i32 {status}, 0"))
+            objects.append(view)
+        args = f.store_array(f"hostargs{self.k}", "ptr", objects)
+        result = f(f"call ptr {f.slot('PyObject_Vectorcall')}(ptr {f.slot(step.callable)}, ptr {args}, "
+                   f"i64 {len(objects)}, ptr null)")
+        self._fail_if(f(f"icmp eq ptr {result}, null"))
+        for cell in [cell for (k, _), cell in self.view_cells.items() if k == self.k]:
+            f.raw(f"call void {f.slot('Py_DecRef')}(ptr {f(f'load ptr, ptr {cell}')})")
+            f.raw(f"store ptr null, ptr {cell}")
+        items = []
+        for j, b in enumerate(step.outputs):  # the callable returns a list of the outputs
+            item = f(f"call ptr {f.slot('PyList_GetItem')}(ptr {result}, i64 {j})")
+            f.raw(f"call void {f.slot('Py_IncRef')}(ptr {item})")
+            f.raw(f"store ptr {item}, ptr {self.owned[b][1]}")
+            items.append(item)
+        f.raw(f"call void {f.slot('Py_DecRef')}(ptr {result})")
+        for item, b in zip(items, step.outputs):
+            self._argument(item, b)
+            del self.objects[b]  # held through its owned cell
+
+    def _fail_if(self, failed):
+        """Bail when ``failed``, clearing the Python error it set (the other path raises)."""
+        f = self.f
+        ok, clear = f.label("ok"), f.label("raised")
+        f.raw(f"br i1 {failed}, label %{clear}, label %{ok}")
+        f.start(clear)
+        f.raw(f"call void {f.slot('PyErr_Clear')}()")
+        f.raw("br label %bail")
+        f.start(ok)
+
     # ---- the end --------------------------------------------------------------------------
     def _return(self):
         """Build the returned value, then store the updates: nothing can fail after that."""
@@ -991,6 +1067,8 @@ class _Renderer:
                 f.raw(f"call void {f.slot('Py_DecRef')}(ptr {p})")  # NULL-safe
         for cell in self.copy_cells.values():
             f.raw(f"call void @free(ptr {f(f'load ptr, ptr {cell}')})")
+        for cell in self.view_cells.values():
+            f.raw(f"call void {f.slot('Py_DecRef')}(ptr {f(f'load ptr, ptr {cell}')})")
         sentinel = f.slot("NotImplemented")
         f.raw(f"call void {f.slot('Py_IncRef')}(ptr {sentinel})")
         f.raw(f"ret ptr {sentinel}")

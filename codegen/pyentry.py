@@ -48,8 +48,6 @@ import sys
 
 import numpy as np
 
-from theanine.codegen import jit
-
 __all__ = ["make_entry", "make_schedule_entry", "LAYOUT", "GIL_RELEASE_SIZE"]
 
 #: outputs with more elements than this are computed with the GIL released
@@ -63,7 +61,8 @@ NPY_ARRAY_ALIGNED = 0x0100
 NPY_ARRAY_WRITEABLE = 0x0400
 _PUBLIC_FLAGS = (NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_F_CONTIGUOUS | NPY_ARRAY_OWNDATA
                  | NPY_ARRAY_ALIGNED | NPY_ARRAY_WRITEABLE)
-PYARRAY_EMPTY_SLOT = 184  # PyArray_Empty in numpy/__multiarray_api.h (NumPy 1.x and 2.x)
+#: slots of NumPy's C API table (numpy/__multiarray_api.h, the same in NumPy 1.x and 2.x)
+NUMPY_API_SLOTS = {"PyArray_NewFromDescr": 94, "PyArray_Empty": 184, "PyArray_SetBaseObject": 282}
 
 _ITEMSIZE = {"bool": 1, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "int32": 4, "uint32": 4,
              "int64": 8, "uint64": 8, "float32": 4, "float64": 8}
@@ -151,8 +150,10 @@ def _probe_layout() -> dict:
     return layout
 
 
-def _array_empty_address() -> int:
-    """Address of NumPy's ``PyArray_Empty``, checked by calling it through ctypes."""
+def _numpy_api_addresses() -> dict:
+    """Addresses of the NumPy C API functions the entries call (``PyArray_Empty``,
+    ``PyArray_NewFromDescr``, ``PyArray_SetBaseObject``), each checked by calling it
+    through ctypes."""
     try:
         from numpy._core import multiarray
     except ImportError:  # NumPy 1.x
@@ -162,26 +163,47 @@ def _array_empty_address() -> int:
     get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
     get_pointer = _api.PyCapsule_GetPointer
     get_pointer.restype, get_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
-    table = (ctypes.c_void_p * (PYARRAY_EMPTY_SLOT + 1)).from_address(
+    table = (ctypes.c_void_p * (max(NUMPY_API_SLOTS.values()) + 1)).from_address(
         get_pointer(capsule, get_name(capsule)))
     if table[2] != id(np.ndarray):
         raise RuntimeError("pyentry probe: NumPy's C API table does not start as expected")
-    address = table[PYARRAY_EMPTY_SLOT]
-    empty = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_int, ctypes.POINTER(ctypes.c_int64),
-                              ctypes.c_void_p, ctypes.c_int)(address)
+    found = {name: table[slot] for name, slot in NUMPY_API_SLOTS.items()}
+    i64p = ctypes.POINTER(ctypes.c_int64)
+
+    def wrong(name):
+        return RuntimeError(f"pyentry probe: slot {NUMPY_API_SLOTS[name]} is not {name}")
+
+    empty = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_int, i64p, ctypes.c_void_p,
+                              ctypes.c_int)(found["PyArray_Empty"])
     descr = np.dtype(np.float32)
     _api.Py_IncRef(ctypes.py_object(descr))  # PyArray_Empty steals a reference to the descr
     out = empty(2, (ctypes.c_int64 * 2)(3, 5), id(descr), 0)
     if not (type(out) is np.ndarray and out.shape == (3, 5) and out.dtype == descr
             and out.flags.c_contiguous and out.flags.writeable and out.flags.owndata):
-        raise RuntimeError(f"pyentry probe: slot {PYARRAY_EMPTY_SLOT} is not PyArray_Empty")
-    return address
+        raise wrong("PyArray_Empty")
+
+    new = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, i64p,
+                            i64p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)(found["PyArray_NewFromDescr"])
+    base = np.arange(12.0).reshape(3, 4).copy()  # owns its data (bases collapse to the owner)
+    descr = np.dtype(np.float64)
+    _api.Py_IncRef(ctypes.py_object(descr))
+    view = new(id(np.ndarray), id(descr), 2, (ctypes.c_int64 * 2)(2, 2), (ctypes.c_int64 * 2)(32, 8),
+               base.ctypes.data + 8, 0, None)
+    if not (type(view) is np.ndarray and view.tolist() == [[1.0, 2.0], [5.0, 6.0]]
+            and not view.flags.writeable and view.base is None):
+        raise wrong("PyArray_NewFromDescr")
+    set_base = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.py_object, ctypes.py_object)(
+        found["PyArray_SetBaseObject"])
+    _api.Py_IncRef(ctypes.py_object(base))  # PyArray_SetBaseObject steals a reference to the base
+    if set_base(view, base) != 0 or view.base is not base:
+        raise wrong("PyArray_SetBaseObject")
+    return found
 
 
 def _probe() -> dict | None:
     try:
         layout = _probe_layout()
-        layout["PyArray_Empty"] = _array_empty_address()
+        layout.update(_numpy_api_addresses())
         return layout
     except Exception as exc:  # noqa: BLE001 - any failure means: use the Python path
         global PROBE_ERROR
@@ -474,6 +496,7 @@ def make_entry(kernel_address: int, in_dtypes, out_dtype: str, ndim: int, name: 
     shapes = _normalize_shapes(in_shapes, n, ndim)
     hoisted = [s is not None and ndim > 0 and (len(s) == 0 or s[-1] == 1) for s in shapes]
     text, fname = _render(in_dtypes, out_dtype, ndim, shapes, hoisted, LAYOUT)
+    from theanine.codegen import jit  # here: the C back end's entries need no LLVM
     address = jit.compile_ir(text, [fname])[fname]
 
     data = _entry_struct(n)()
@@ -542,8 +565,15 @@ def make_schedule_entry(address: int, table_names, bound: dict, name: str, doc: 
             data.table[k] = id(np.ndarray)
         elif slot == "NotImplemented":
             data.table[k] = id(NotImplemented)
-        elif slot == "PyArray_Empty":
-            data.table[k] = LAYOUT["PyArray_Empty"]
+        elif slot in NUMPY_API_SLOTS:
+            data.table[k] = LAYOUT[slot]
+        elif slot.startswith("object:"):
+            array = bound[slot[len("object:"):]]
+            keep.append(array)
+            data.table[k] = id(array)
+        elif slot.startswith("host:"):
+            keep.append(bound[slot])
+            data.table[k] = id(keep[-1])
         else:
             data.table[k] = _address(slot)
     data.keep = keep
@@ -555,7 +585,7 @@ def make_schedule_entry(address: int, table_names, bound: dict, name: str, doc: 
 if __name__ == "__main__":
     import timeit
 
-    from theanine.codegen import llvm, lower
+    from theanine.codegen import jit, llvm, lower
     from theanine.codegen.ir import Instr, ScalarProgram
 
     # x + 1 on a float64 vector, the constant inside the kernel

@@ -249,8 +249,24 @@ class Check:
     out: int
 
 
+@dataclass(frozen=True)
+class HostCall:
+    """``outputs = callable(*inputs)``: a node no other step expresses, run by calling back
+    into Python (the table's ``callable``, a function of arrays returning the list of its
+    outputs). The inputs are passed as arrays (views of the entry's buffers, kept alive by
+    their root array); each output must be exactly an ndarray of the buffer's dtype
+    object, rank and static sizes, aligned, or the call bails, as it does when the
+    callable raises (the node-by-node path then raises the error). The outputs are held
+    as array objects (they may share memory with the inputs)."""
+
+    callable: str
+    inputs: tuple
+    outputs: tuple
+
+
 STEP_TYPES = (Elementwise, Reduce, Gemm, DimShuffle, SumToShape, ShapeOf, Index, Fill, MakeVector,
-              Reshape, SpecifyShape, ARange, Join, IncSubtensor, ArgReduce, Gather, Scatter, CumOp, Check)
+              Reshape, SpecifyShape, ARange, Join, IncSubtensor, ArgReduce, Gather, Scatter, CumOp, Check,
+              HostCall)
 #: steps whose output is a view of (shares memory with) their first input
 VIEW_STEPS = (DimShuffle, SumToShape, Index, SpecifyShape, Check)
 
@@ -266,7 +282,9 @@ class Schedule:
     ``results`` are each written by an allocating step and distinct. The first
     ``n_outputs`` results are returned (the array itself when ``single``, else a
     list); result ``n_outputs + j`` becomes the value of updated cell ``j``,
-    stored only once every step has succeeded.
+    stored only once every step has succeeded. ``literals`` maps the 0-d integer
+    constants (indices, slice bounds, sizes) to their values, which the renderers
+    write into the code instead of reading them from the table.
     """
 
     buffers: tuple
@@ -277,6 +295,7 @@ class Schedule:
     results: tuple
     n_outputs: int
     single: bool
+    literals: tuple = ()
 
     def writer(self) -> dict:
         """buffer -> the index of the step that writes it."""
@@ -289,7 +308,7 @@ class Schedule:
 
 def read(step) -> list:
     """The buffers ``step`` reads."""
-    if isinstance(step, (Elementwise, Reduce)):
+    if isinstance(step, (Elementwise, Reduce, HostCall)):
         return list(step.inputs)
     if isinstance(step, Gemm):
         return [step.a, step.b]
@@ -320,7 +339,7 @@ def read(step) -> list:
 
 def written(step) -> list:
     """The buffers ``step`` writes (or defines, for a view)."""
-    if isinstance(step, Elementwise):
+    if isinstance(step, (Elementwise, HostCall)):
         return list(step.outputs)
     if isinstance(step, Reduce):
         return [step.output]
@@ -336,9 +355,12 @@ class Lifetimes:
     """Where each buffer's memory comes from and when it is released, for every renderer.
 
     ``root[b]``: the buffer whose memory ``b`` uses (itself, or the source of a view or
-    Reshape). ``storage[b]``: 'result' (returned), 'stack' (static and small) or 'heap'.
-    ``frees[k]``: heap buffers whose last reader is step ``k``. ``copy_frees[k]``: Reshape
-    outputs whose contiguous copy (made when their source is not contiguous) dies there.
+    Reshape). ``storage[b]``: 'result' (returned), 'object' (an array object the entry
+    holds a reference to: a HostCall's output, or a buffer whose memory a HostCall reads,
+    so that what the call returns may keep it alive), 'stack' (static and small) or
+    'heap'. ``frees[k]``: heap and object buffers whose last reader is step ``k`` (an
+    object is released, not freed). ``copy_frees[k]``: Reshape outputs whose contiguous
+    copy (made when their source is not contiguous) dies there.
     """
 
     root: dict
@@ -359,11 +381,14 @@ def plan_lifetimes(schedule) -> Lifetimes:
         for b in written(step):
             root[b] = root[step.src] if isinstance(step, VIEW_STEPS + (Reshape,)) else b
             last.setdefault(root[b], k)
-    storage = {b: _storage(s, b) for b in range(len(s.buffers))}
+    objects = {b for step in s.steps if isinstance(step, HostCall) for b in step.outputs}
+    objects |= {root[b] for step in s.steps if isinstance(step, HostCall) for b in step.inputs}
     keep = set(s.args) | set(s.shared) | {b for b, _ in s.constants} | set(s.results)
+    storage = {b: "object" if b in objects and b not in keep else _storage(s, b)
+               for b in range(len(s.buffers))}
     frees = [[] for _ in s.steps]
     for b, k in sorted(last.items()):
-        if b not in keep and storage[b] == "heap":
+        if b not in keep and storage[b] in ("heap", "object"):
             frees[k].append(b)
     copy_frees = [[] for _ in s.steps]
     for step in s.steps:

@@ -14,6 +14,23 @@ def mode(request):
 
 
 @pytest.fixture
+def entry_call(mode):
+    """``entry_call(f, *args)``: ``f(*args)``; in the native modes (llvm, c) it also checks
+    that ``f`` has no node left to Python (``f.fallbacks == []``) and that its native entry
+    alone runs this call (so ``args`` must be arrays of the inputs' exact dtypes)."""
+
+    def call(f, *args):
+        if mode not in ("llvm", "c"):
+            return f(*args)
+        assert f.fallbacks == [], f.fallbacks
+        out = f.entry(*args)
+        assert out is not NotImplemented, "the native entry handed the call over to Python"
+        return out
+
+    return call
+
+
+@pytest.fixture
 def rng():
     """A seeded random generator, fresh for each test."""
     return np.random.default_rng(20261127)

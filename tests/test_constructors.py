@@ -299,6 +299,42 @@ def test_arange_zero_step():
         T.arange(0, 5, 0)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_float_arange_matches_numpy_bit_for_bit(mode, entry_call, dtype):
+    # native modes compute NumPy's own formula: start + i * delta, delta being the first
+    # two values' difference in the dtype (not step), and ceil((stop - start) / step) values
+    rng = np.random.default_rng(7)
+    start, stop, step = T.dscalar(), T.dscalar(), T.dscalar()
+    f = theanine.function([start, stop, step], T.arange(start, stop, step, dtype=dtype), mode=mode)
+    cases = [(0.0, 1.0, 0.1), (0.1, 0.7, 0.2), (-3.0, 3.0, 0.7), (5.0, -1.0, -0.3), (1.0, 1.0, 0.5),
+             (2.0, 1.0, 0.5), (0.0, 1.0, 2.0), (1e8, 1e8 + 5, 0.37)]
+    for _ in range(40):
+        a, d = rng.normal() * 10, rng.normal()
+        cases.append((a, a + d * rng.integers(0, 40) + rng.normal() * abs(d), d))
+    for a, b, c in cases:
+        got = entry_call(f, np.array(a), np.array(b), np.array(c))
+        expect = np.arange(a, b, c, dtype=dtype)
+        assert got.dtype == expect.dtype and got.shape == expect.shape
+        assert got.tobytes() == expect.tobytes(), (a, b, c)
+
+
+def test_float_arange_of_integers_and_runtime_errors(mode, entry_call):
+    n = T.lscalar()
+    f = theanine.function([n], [T.arange(n, dtype="float32"), T.arange(1, n, 3, dtype="float64")], mode=mode)
+    for k in (0, 1, 2, 7):
+        a, b = entry_call(f, np.array(k))
+        np.testing.assert_array_equal(a, np.arange(k, dtype="float32"))
+        np.testing.assert_array_equal(b, np.arange(1, k, 3, dtype="float64"))
+        assert a.dtype == "float32" and b.dtype == "float64"
+    stop, step = T.dscalar(), T.dscalar()
+    g = theanine.function([stop, step], T.arange(0.0, stop, step), mode=mode)
+    with pytest.raises(ValueError, match="zero"):
+        g(1.0, 0.0)
+    for bad in (np.inf, np.nan, 1e30):
+        with pytest.raises(ValueError):
+            g(bad, 1.0)
+
+
 def test_arange_zero_step_runtime(mode):
     s = T.lscalar()
     f = theanine.function([s], T.arange(0, 5, s), mode=mode)
@@ -325,3 +361,23 @@ def test_eye_symbolic_and_dtype(mode):
     assert res.dtype == "int32"
     np.testing.assert_array_equal(res, np.eye(3, 4, 1, dtype="int32"))
     assert T.eye(2, 5).type.shape == (2, 5)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "int32", "bool"])
+def test_eye_runs_natively(mode, entry_call, dtype):
+    n, m, k = T.lscalar(), T.iscalar(), T.bscalar()
+    f = theanine.function([n, m, k], T.eye(n, m, k, dtype=dtype), mode=mode)
+    for a, b, c in [(3, 3, 0), (3, 4, 1), (4, 2, -1), (0, 3, 0), (3, 0, 0), (2, 2, 5), (1, 1, 0),
+                    (3, 5, -4), (1, 4, 3)]:
+        got = entry_call(f, np.array(a), np.array(b, dtype="int32"), np.array(c, dtype="int8"))
+        expect = np.eye(a, b, c, dtype=dtype)
+        assert got.dtype == expect.dtype
+        np.testing.assert_array_equal(got, expect)
+
+
+def test_eye_negative_size_is_an_error(mode):
+    n = T.lscalar()
+    f = theanine.function([n], [T.eye(n), T.eye(2, n)], mode=mode)
+    for bad in (-1, -5):
+        with pytest.raises(ValueError, match="negative"):
+            f(bad)

@@ -331,6 +331,58 @@ def test_bitwise_on_floats_is_a_type_error(fn):
         fn(x, x) if fn is not T.invert else fn(x)
 
 
+# --- shifts --------------------------------------------------------------------------------
+
+INT_DTYPES = ["int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64"]
+SHIFT_SHAPES = [((7,), (7,)), ((2, 3), (3,)), ((2, 1), (1, 3)), ((1,), (1,)), ((0, 3), (3,)),
+                ((), (2, 3)), ((2, 3), ()), ((2, 3), "noncontig")]
+
+
+def _shift_operands(dtype, shapes, rng):
+    """Values over the whole range of ``dtype`` and counts from -2 (signed) to bits + 2, so
+    that out-of-range counts and negative values are covered."""
+    info, bits = np.iinfo(dtype), 8 * np.dtype(dtype).itemsize
+    low = -2 if info.min < 0 else 0
+    gens = [lambda s: rng.integers(info.min, info.max, s, dtype=dtype, endpoint=True),
+            lambda s: rng.integers(low, bits + 3, s).astype(dtype)]
+    return [noncontig(gen((2, 3))) if s == "noncontig" else np.asarray(gen(s))
+            for gen, s in zip(gens, shapes)]
+
+
+@pytest.mark.parametrize("shapes", SHIFT_SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", INT_DTYPES)
+def test_shifts_match_numpy(dtype, shapes, mode, rng):
+    a, n = _shift_operands(dtype, shapes, rng)
+    x, y = sym(dtype, a.shape), sym(dtype, n.shape)
+    got = run(mode, [x, y], [T.left_shift(x, y), T.right_shift(x, y), x << y, x >> y], [a, n])
+    for g, w in zip(got, [np.left_shift(a, n), np.right_shift(a, n)] * 2):
+        check_against(g, w)
+
+
+def test_shift_edge_counts_and_mixed_dtypes(mode):
+    a = np.array([1, -1, -128, 127, 5, -6, 64, -64], "int8")
+    n = np.array([0, 7, 8, 9, -1, -100, 6, 100], "int8")
+    x, y = T.bvector(), T.bvector()
+    u = T.vector(dtype="uint32")
+    i = T.lvector()
+    w = np.array([1, 2**31 + 5, 2**32 - 1], "uint32")
+    k = np.array([31, 32, -3], "int64")
+    got = run(mode, [x, y, u, i], [x << y, x >> y, u >> 8, 3 << u[:1], u << i, u >> i],
+              [a, n, w, k])
+    want = [a << n, a >> n, w >> np.uint32(8), np.uint32(3) << w[:1], w << k, w >> k]
+    for g, v in zip(got, want):
+        check_against(g, v)
+
+
+@pytest.mark.parametrize("dtypes", [("float64", "int32"), ("int32", "float32"), ("bool", "int8"),
+                                    ("uint64", "int64")], ids=str)
+def test_shift_needs_integers(dtypes):
+    x, y = T.vector(dtype=dtypes[0]), T.vector(dtype=dtypes[1])
+    for fn in (T.left_shift, T.right_shift):
+        with pytest.raises(TypeError, match="shift"):
+            fn(x, y)
+
+
 def test_polygamma_iround_fill_real_imag(mode):
     a = np.array([0.7, 1.5, 2.5, -0.5, -2.5])
     x, m = T.dvector(), T.dmatrix()
@@ -538,7 +590,9 @@ def test_runtime_broadcast_grad_both_ways(mode, rng):
                                 pytest.param(lambda x: T.int_div(x, 2.0), id="int_div"),
                                 pytest.param(lambda x: T.cast(T.lt(x, 0.5), "float64"), id="lt"),
                                 pytest.param(lambda x: T.switch(T.ge(x, 0.5), 1.0, 0.0), id="ge_switch"),
-                                pytest.param(lambda x: T.cast(T.cast(x, "int32"), "float64"), id="via_int")])
+                                pytest.param(lambda x: T.cast(T.cast(x, "int32"), "float64"), id="via_int"),
+                                pytest.param(lambda x: T.cast(T.cast(x, "int32") >> 1, "float64"),
+                                             id="shift")])
 def test_non_differentiable_ops_have_zero_gradient(fn, mode, rng):
     x = T.dvector()
     g = T.grad(T.sum(fn(x)), x)

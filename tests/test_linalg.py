@@ -130,6 +130,78 @@ def test_matmul_matches_numpy(sa, sb, dtype, static, layout, mode, rng):
     check_against(got_op, want)
 
 
+def _static_ones(v, shape):
+    """``v`` declared to have the size-1 dimensions of ``shape`` (others stay free)."""
+    return T.specify_shape(v, tuple(1 if n == 1 else None for n in shape))
+
+
+#: products native modes run without Python (rewriting.lower_ops): an operand without batch
+#: dimensions (one BLAS product), a static single row or column (a fused product and sum)
+LOWERED_MATMUL = [
+    ((5, 2, 3), (3, 4)), ((2, 3), (5, 3, 4)), ((5, 2, 3), (1, 3, 4)), ((1, 2, 3), (5, 3, 4)),
+    ((2, 1, 2, 3), (3, 2)), ((5, 2, 3), (5, 3, 1)), ((5, 1, 3), (5, 3, 4)), ((5, 1, 2, 3), (4, 3, 1)),
+    ((3,), (5, 3, 4)), ((5, 2, 3), (3,)), ((0, 2, 3), (3, 4)), ((2, 0), (5, 0, 3)), ((5, 2, 0), (0, 4)),
+    ((5, 0, 3), (5, 3, 1)), ((5, 1, 0), (5, 0, 2)),
+]
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "noncontig"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("sa,sb", LOWERED_MATMUL, ids=str)
+def test_matmul_runs_natively(sa, sb, dtype, layout, mode, entry_call, rng):
+    a, b = rand(rng, sa, dtype), rand(rng, sb, dtype)
+    if layout == "noncontig":
+        a, b = noncontig(a), noncontig(b)
+    x, y = sym(dtype, sa), sym(dtype, sb)
+    f = theanine.function([x, y], T.matmul(_static_ones(x, sa), _static_ones(y, sb)), mode=mode)
+    # BLAS takes operands with one unit stride: the entry hands other layouts over
+    check_against(entry_call(f, a, b) if layout == "contiguous" else f(a, b), np.matmul(a, b))
+    assert mode == "py" or f.fallbacks == []
+
+
+@pytest.mark.parametrize("da,db", [("int64", "int64"), ("int32", "int8"), ("int8", "int8"), ("uint16", "uint8")])
+@pytest.mark.parametrize("sa,sb", [((2, 3), (3, 4)), ((3,), (3, 4)), ((2, 3), (3,)), ((3,), (3,)),
+                                   ((5, 2, 3), (5, 3, 4)), ((5, 1, 2, 3), (4, 3, 2)), ((2, 0), (0, 3))], ids=str)
+def test_integer_products_run_natively_and_wrap_as_numpy(sa, sb, da, db, mode, entry_call, rng):
+    a = rng.integers(0, 100, sa).astype(da)  # large enough for 8- and 16-bit sums to wrap
+    b = rng.integers(0, 100, sb).astype(db)
+    fn, ref = (T.dot, np.dot) if len(sa) < 3 and len(sb) < 3 else (T.matmul, np.matmul)
+    x, y = sym(da, sa), sym(db, sb)
+    f = theanine.function([x, y], fn(x, y), mode=mode)
+    check_against(entry_call(f, a, b), ref(a, b))
+
+
+@pytest.mark.parametrize("da,db", [("float32", "float64"), ("int32", "float64"), ("float64", "int8")])
+def test_mixed_dtype_dot_runs_natively(da, db, mode, entry_call, rng):
+    a, b = rng.uniform(-3, 3, (2, 3)).astype(da), rng.uniform(-3, 3, (3, 4)).astype(db)
+    x, y = sym(da, (2, 3)), sym(db, (3, 4))
+    f = theanine.function([x, y], [T.dot(x, y), T.dot(x[0], y), T.dot(x, y[:, 0])], mode=mode)
+    for got, want in zip(entry_call(f, a, b), [np.dot(a, b), np.dot(a[0], b), np.dot(a, b[:, 0])]):
+        check_against(got, want)
+
+
+def test_general_batched_float_matmul_keeps_numpy(mode):
+    """Both operands batched, several rows and columns: NumPy's matmul (BLAS per matrix)
+    is faster than a fused product and sum once the inner sizes pass a handful."""
+    x, y = T.dtensor3(), T.dtensor3()
+    f = theanine.function([x, y], T.matmul(x, y), mode=mode)
+    if mode != "py":
+        assert [type(n.op).__name__ for n in f.fallbacks] == ["MatMul"]
+
+
+def test_lowered_products_check_the_inner_size(mode):
+    a, b = T.lmatrix(), T.lmatrix()
+    f = theanine.function([a, b], T.dot(a, b), mode=mode)
+    with pytest.raises(ValueError, match="aligned"):
+        f(np.zeros((2, 3), "int64"), np.zeros((1, 4), "int64"))
+    x, y, z = T.dtensor3(), T.dmatrix(), T.tensor(dtype="float64", shape=(None, None, 1))
+    g = theanine.function([x, y, z], [T.matmul(x, y), T.matmul(x, z)], mode=mode)
+    with pytest.raises(ValueError, match="aligned"):
+        g(np.zeros((2, 3, 4)), np.zeros((3, 4)), np.zeros((2, 4, 1)))
+    with pytest.raises(ValueError, match="aligned"):
+        g(np.zeros((2, 3, 4)), np.zeros((4, 4)), np.zeros((2, 1, 1)))
+
+
 def test_matmul_rejects_scalars():
     with pytest.raises(ValueError, match="scalar"):
         T.matmul(T.dscalar(), T.dmatrix())

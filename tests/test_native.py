@@ -51,10 +51,21 @@ def test_fallbacks_name_the_nodes_without_a_native_lowering():
     x = T.dmatrix("x")
     f = theanine.function([x], T.dot(x, x.T))
     assert f.entry is not None and f.why_no_entry is None and f.fallbacks == []
-    g = theanine.function([x], T.repeat(T.exp(x), 2, axis=1))
-    assert g.entry is None and g.why_no_entry.endswith("has no schedule step")
-    assert [type(n.op).__name__ for n in g.fallbacks] == ["Repeat"]
-    np.testing.assert_allclose(g(np.ones((2, 3))), np.full((2, 6), np.e))
+    t = T.dtensor3("t")
+    g = theanine.function([t], T.matmul(T.exp(t), t) * 2)
+    # the entry runs the batched product by calling back into Python; exp and * 2 stay native
+    assert g.entry is not None and [type(n.op).__name__ for n in g.fallbacks] == ["MatMul"]
+    np.testing.assert_allclose(g.entry(np.ones((2, 3, 3))), np.full((2, 3, 3), 6 * np.e))
+    assert len(g.kernels) == 2
+
+
+def test_a_lazy_node_keeps_the_function_off_the_entry():
+    from theanine.ifelse import ifelse
+    x = T.dvector("x")
+    f = theanine.function([x], ifelse(T.gt(x.sum(), 0), T.exp(x), -x))
+    assert f.entry is None and "lazily" in f.why_no_entry
+    np.testing.assert_allclose(f(np.ones(3)), np.full(3, np.e))
+    np.testing.assert_allclose(f(-np.ones(3)), np.ones(3))
 
 
 def test_source_inspection():
@@ -134,10 +145,11 @@ def test_max_of_empty_dimension_raises():
 def test_kernels_inside_larger_functions_use_the_native_entry():
     """Each elementwise kernel is called through its CPython entry for small arrays,
     and through the strided, splitting path otherwise: both give the same numbers.
-    (A repeat keeps the function off the whole-function entry.)"""
+    (A lazy ifelse keeps the function off the whole-function entry.)"""
+    from theanine.ifelse import ifelse
     x = T.dmatrix("x")
     e = T.exp(x)
-    f = theanine.function([x], [e * 2, T.dot(e, e.T), T.repeat(e, 2, axis=0)])
+    f = theanine.function([x], [e * 2, T.dot(e, e.T), ifelse(T.gt(x.size, 0), x, x[::-1])])
     assert f.entry is None
     thunks = [t for t in f._native.thunks.values() if isinstance(t, native.ElementwiseThunk)]
     small = np.random.default_rng(3).normal(size=(3, 4))

@@ -535,3 +535,59 @@ def test_pow_large_or_fractional_exponent_stays_pow(mode):
     for e in (17, 2.5):
         f = theanine.function([x], x ** e, mode=mode)
         assert "pow_small_integer_to_mul" not in [r.rewrite for r in f.rewrite_log]
+
+
+# --- native lowering of core ops (rewriting.lower_ops) ------------------------------------
+
+def _lowering_cases():
+    """(rewrite, which ops it removes, inputs, output, argument values)."""
+    from theanine.gradient import ScalarGradOp, zero_grad
+    from theanine.tensor.basic import ARange, Eye, Repeat, Split
+    from theanine.tensor.math import Dot, MatMul
+    from theanine.tensor.subtensor import IncSubtensor
+
+    def kind(op_type):
+        return lambda op: isinstance(op, op_type)
+
+    def not_on_leading_axes(op_type):  # the native gather and scatter index leading axes
+        return lambda op: isinstance(op, op_type) and op.is_advanced and op.idx_list != (("a",),)
+
+    x, t, iv, n = T.dmatrix("x"), T.dtensor3("t"), T.lvector("iv"), T.lscalar("n")
+    a, b = T.lmatrix("a"), T.lmatrix("b")
+    xv, tv = np.arange(12.0).reshape(3, 4), np.arange(24.0).reshape(2, 3, 4)
+    return [
+        ("remove_gradient_op", kind(ScalarGradOp), [x], zero_grad(x) * 2, [xv]),
+        ("lower_eye", kind(Eye), [n], T.eye(n, n + 1, 1), [3]),
+        ("lower_float_arange", lambda op: isinstance(op, ARange) and op.dtype == "float64", [n],
+         T.arange(0.5, n, 0.25), [3]),
+        ("lower_split", kind(Split), [x, iv], T.split(x, iv, 2, axis=1)[1], [xv, np.array([1, 3])]),
+        ("lower_repeat", kind(Repeat), [x, n], T.repeat(x, n, axis=1), [xv, 2]),
+        ("lower_repeat", kind(Repeat), [x, iv], T.repeat(x, iv, axis=0), [xv, np.array([2, 0, 1])]),
+        ("lower_advanced_subtensor", not_on_leading_axes(Subtensor), [t, iv], t[1:, iv, ::-1],
+         [tv, np.array([2, -3])]),
+        ("lower_advanced_inc_subtensor", not_on_leading_axes(IncSubtensor), [t, iv],
+         T.inc_subtensor(t[:, iv], 1.0), [tv, np.array([0, 0])]),
+        ("lower_dot", kind(Dot), [a, b], T.dot(a, b), [np.arange(6).reshape(2, 3), np.arange(12).reshape(3, 4)]),
+        ("lower_matmul", kind(MatMul), [t, x], T.matmul(t, x.T), [tv, xv]),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_lowering_cases())))
+def test_native_lowering_of_core_ops(case):
+    """In the native modes each op becomes ops with native steps: the rewrite fires, the op
+    is gone, nothing runs in Python, and the values are the reference's. Mode 'py' keeps it."""
+    name, removed, inputs, output, values = _lowering_cases()[case]
+    ref = theanine.function(inputs, output, mode="py")
+    assert name not in fired(ref)
+    want = ref(*values)
+    for mode in ("llvm", "c"):
+        f = theanine.function(inputs, output, mode=mode)
+        assert name in fired(f) and f.fallbacks == []
+        assert not [n for n in f.graph.toposort() if removed(n.op)]
+        np.testing.assert_array_equal(f(*values), want)
+
+
+def test_native_lowering_leaves_data_dependent_and_general_batched_ops():
+    x, t = T.dmatrix("x"), T.dtensor3("t")
+    f = theanine.function([x, t], [x[x > 0], T.nonzero(x)[0], T.matmul(t, t)], mode="llvm")
+    assert sorted(type(n.op).__name__ for n in f.fallbacks) == ["MatMul", "Nonzero", "Subtensor"]

@@ -386,10 +386,41 @@ def test_split_symbolic_sizes_and_errors(mode):
     np.testing.assert_array_equal(rb, [3, 4])
     with pytest.raises(ValueError, match="partition"):
         f(np.arange(5.0), np.array([3, 3]))
+    with pytest.raises(ValueError, match="partition"):
+        f(np.arange(5.0), np.array([-1, 6]))  # adds up, but a size is negative
+    with pytest.raises(ValueError, match="partition"):
+        f(np.arange(5.0), np.array([1, 1, 3]))  # three sizes for two pieces
     with pytest.raises(ValueError, match="add up"):
         T.split(T.tensor(dtype="float64", shape=(5,)), [2, 2], 2)
     with pytest.raises(ValueError):
         T.split(x, [1, 2, 3], 2)
+
+
+def strided(a):
+    """The values of ``a`` as a non-contiguous view (every other element of the last axis)."""
+    if a.ndim == 0:
+        return a
+    big = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), dtype=a.dtype)
+    big[..., ::2] = a
+    return big[..., ::2]
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+@pytest.mark.parametrize("sizes_kind", ["constant", "symbolic"])
+@pytest.mark.parametrize("shape,sizes,axis", [
+    ((6,), [1, 2, 3], 0), ((2, 5), [0, 5], 1), ((0, 2), [0, 0], 0), ((3, 4, 2), [2, 2], 1),
+    ((1, 4), [1], 0), ((3, 1), [1, 0, 0], -1),
+])
+def test_split_runs_natively(mode, entry_call, rng, shape, sizes, axis, sizes_kind, layout):
+    xv = rng.normal(size=shape)
+    xv = strided(xv) if layout == "strided" else xv
+    x, s = ftensor(len(shape)), T.lvector()
+    pieces = T.split(x, sizes if sizes_kind == "constant" else s, len(sizes), axis=axis)
+    f = theanine.function([x, s], pieces, mode=mode, on_unused_input="ignore")
+    got = entry_call(f, xv, np.array(sizes, dtype="int64"))
+    for g, e in zip(got, np.split(xv, np.cumsum(sizes)[:-1], axis=axis)):
+        assert g.shape == e.shape and g.dtype == e.dtype
+        np.testing.assert_array_equal(g, e)
 
 
 # --- tile / repeat / roll / flip -----------------------------------------------------------------
@@ -442,6 +473,36 @@ def test_repeat_symbolic(mode, rng):
         f(xv, -1, np.array([0, 1, 3], dtype="int32"))
     with pytest.raises(TypeError):
         T.repeat(x, 1.5)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+@pytest.mark.parametrize("dtype", ["int64", "uint8"])
+@pytest.mark.parametrize("shape,repeats,axis", [
+    ((2, 3), 2, 1), ((2, 3), 0, 0), ((1, 3), 3, 0), ((0, 3), 2, 0), ((2, 0), 2, 1), ((), 3, None),
+    ((2, 3), 2, None), ((2, 3), [1, 0, 2], 1), ((2, 3), [3], 1), ((0, 3), [2], 0), ((0, 3), [], 0),
+    ((2, 3), [0, 0, 0], -1), ((3, 2), [2, 1, 0, 1, 1, 3], None), ((4, 5), [1, 2, 0, 3], 0),
+])
+def test_repeat_runs_natively(mode, entry_call, rng, shape, repeats, axis, dtype, layout):
+    xv = rng.normal(size=shape)
+    xv = strided(xv) if layout == "strided" else xv
+    r = np.array(repeats, dtype=dtype)
+    x, rs = ftensor(len(shape)), T.tensor(dtype=dtype, shape=(None,) * r.ndim)
+    f = theanine.function([x, rs], T.repeat(x, rs, axis=axis), mode=mode)
+    got = entry_call(f, xv, r)
+    expect = np.repeat(xv, r, axis=axis)
+    assert got.shape == expect.shape and got.dtype == expect.dtype
+    np.testing.assert_array_equal(got, expect)
+
+
+def test_repeat_runtime_errors(mode):
+    x, rv = T.dmatrix(), T.lvector()
+    f = theanine.function([x, rv], T.repeat(x, rv, axis=1), mode=mode)
+    with pytest.raises(ValueError):  # neither one count nor one per column
+        f(np.zeros((2, 3)), np.array([1, 2]))
+    with pytest.raises(ValueError, match="negative"):
+        f(np.zeros((2, 3)), np.array([1, -1, 2]))
+    with pytest.raises(ValueError, match="negative"):
+        f(np.zeros((2, 3)), np.array([-1]))
 
 
 @pytest.mark.parametrize("shape,shift,axis", [

@@ -148,6 +148,57 @@ def test_advanced_indexing(mode, rng, index):
     compare(mode, x[cidx], [x], [xv], xv[index])
 
 
+
+
+def _lowered(index) -> bool:
+    """Whether native modes run ``index`` without Python (rewriting.lower_ops): integer
+    arrays only (no masks), all vectors or a single one."""
+    arrays = [e for e in index if isinstance(e, np.ndarray)]
+    return all(a.dtype != bool for a in arrays) and (len(arrays) == 1 or all(a.ndim == 1 for a in arrays))
+
+
+#: integer-array indices anywhere: native modes run them as a gather on leading axes of a
+#: view with the indexed axes in front
+MIXED = [i for i in ADVANCED if _lowered(i)] + [
+    (slice(None), np.array([[0, 1], [2, -1]]), 1),  # a matrix of indices, between others
+    (slice(None, None, -1), slice(None), np.array([[2], [0]])),
+    (slice(None), np.array([], dtype="int32")),
+    (slice(None), slice(None), np.array([2, 0], dtype="uint8")),
+    (None, slice(1, 3), None, np.array([-5, 4])),
+    (slice(None), np.array([0]), np.array([2, 1, 0])),  # index vectors of lengths 1 and 3
+]
+
+
+def strided(a):
+    """The values of ``a`` as a non-contiguous view (every other element of the last axis)."""
+    big = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), dtype=a.dtype)
+    big[..., ::2] = a
+    return big[..., ::2]
+
+
+def _build(x, inputs, index):
+    """x indexed by ``index`` with its arrays replaced by the symbolic ``inputs``."""
+    arrays = iter(inputs)
+    return x[tuple(next(arrays) if isinstance(i, np.ndarray) else i for i in index)]
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+@pytest.mark.parametrize("index", MIXED, ids=repr)
+def test_mixed_advanced_indexing_runs_natively(mode, entry_call, rng, index, layout):
+    xv = rng.normal(size=SHAPE)
+    xv = strided(xv) if layout == "strided" else xv
+    x = sym(xv)
+    inputs, values, _ = _sym_index(index)
+    f = theanine.function([x] + inputs, _build(x, inputs, index), mode=mode)
+    broadcast = len({v.shape for v in values}) > 1  # the native gather takes one length
+    got = f(xv, *values) if broadcast else entry_call(f, xv, *values)
+    expect = xv[index]
+    assert got.shape == expect.shape and got.dtype == expect.dtype
+    np.testing.assert_array_equal(got, expect)
+    if mode != "py":
+        assert f.fallbacks == []
+
+
 @pytest.mark.parametrize("index", ADVANCED[:-2] + [(np.array([3, 3, 0, 3]), 2)], ids=repr)
 def test_advanced_indexing_grad(mode, rng, index):
     verify_grad(lambda v: v[index], [rng.normal(size=SHAPE)], mode=mode, rng=rng)
@@ -323,6 +374,45 @@ def test_set_inc_runtime_errors(mode):
     g = theanine.function([x, i], T.inc_subtensor(x[i], 1.0), mode=mode)
     with pytest.raises(IndexError, match="IncSubtensor"):
         g(np.zeros((3, 2)), np.array([0, 3]))
+
+
+@pytest.mark.parametrize("index,yshape", [c for c in SETINC if isinstance(c[0], tuple) and _lowered(c[0])] + [
+    ((slice(None), np.array([[0, 1], [2, 2]])), (4, 1, 1, 3)),
+    ((slice(1, 3), None, np.array([4, 0])), (2, 1, 2, 3)),
+    ((slice(None), np.array([], dtype="int64")), ()),
+    ((slice(None), np.array([-1, 1, -1])), (1, 3, 1)),
+    ((Ellipsis, np.array([2, 0], dtype="int8")), (2,)),
+], ids=repr)
+@pytest.mark.parametrize("op", ["set", "inc"])
+def test_set_inc_mixed_advanced_runs_natively(mode, entry_call, rng, index, yshape, op):
+    xv, yv = rng.normal(size=SHAPE), rng.normal(size=yshape)
+    x, y = sym(xv), sym(yv)
+    inputs, values, _ = _sym_index(index)
+    fn = T.set_subtensor if op == "set" else T.inc_subtensor
+    f = theanine.function([x, y] + inputs, fn(_build(x, inputs, index), y), mode=mode)
+    got = entry_call(f, strided(xv), yv, *values)
+    expect = xv.copy()
+    if op == "set":
+        expect[index] = yv
+    else:
+        np.add.at(expect, index, yv)
+    np.testing.assert_array_equal(got, expect)
+
+
+def test_mixed_advanced_indexing_errors(mode):
+    x, i, j = T.dmatrix(), T.lvector(), T.lvector()
+    t = T.dtensor3()
+    f = theanine.function([x, i], [x[:, i], T.inc_subtensor(x[:, i], 1.0)], mode=mode)
+    for bad in ([0, 4], [-5]):
+        with pytest.raises(IndexError, match="out of bounds"):
+            f(np.zeros((3, 4)), np.array(bad))
+    g = theanine.function([t, i, j], t[i, :, j], mode=mode)
+    with pytest.raises(IndexError, match="broadcast"):
+        g(np.zeros((3, 4, 5)), np.array([0, 1]), np.array([0, 1, 2]))
+    y = T.dmatrix()
+    h = theanine.function([x, i, y], T.set_subtensor(x[:, i], y), mode=mode)
+    with pytest.raises(ValueError, match="broadcast"):
+        h(np.zeros((3, 4)), np.array([0, 1]), np.zeros((3, 3)))
 
 
 # --- nonzero / take -------------------------------------------------------------------------

@@ -533,7 +533,7 @@ class SumToRun:
 
 def _perform(node, args):
     """Run ``node.op.perform`` and check what it stored against the outputs' types."""
-    from theanine.compile.executor import _coerce
+    from theanine.compile.executor import coerce_output
     storage = [[None] for _ in node.outputs]
     node.op.perform(node, args, storage)
     outs = []
@@ -541,7 +541,7 @@ def _perform(node, args):
         dtype = getattr(var.type, "numpy_dtype", None)
         if dtype is not None and not isinstance(value, DeviceArray) and (
                 getattr(value, "dtype", None) != dtype or value.ndim != var.type.ndim):
-            value = _coerce(node, var, value)
+            value = coerce_output(node, var, value)
         outs.append(value)
     return outs
 

@@ -129,7 +129,7 @@ class GraphRunner:
                 reraise_with_context(node, args, exc)
             for (c, dtype, ndim, var), (value,) in zip(checks, storage):
                 if not trusted and (getattr(value, "dtype", None) != dtype or value.ndim != ndim):
-                    value = _coerce(node, var, value)
+                    value = coerce_output(node, var, value)
                 cells[c] = value
             for c in frees:
                 cells[c] = None
@@ -241,7 +241,7 @@ class LazyGraphRunner(GraphRunner):
             reraise_with_context(node, args, exc)
         for (c, dtype, ndim, var), (value,) in zip(checks, storage):
             if not trusted and (getattr(value, "dtype", None) != dtype or value.ndim != ndim):
-                value = _coerce(node, var, value)
+                value = coerce_output(node, var, value)
             cells[c] = value
 
     def _frame(self, k, cells):
@@ -298,7 +298,7 @@ class LazyGraphRunner(GraphRunner):
         return [cells[c] for c in self.output_cells]
 
 
-def _coerce(node, var, value):
+def coerce_output(node, var, value):
     """Check a value a perform() stored against the output's declared type."""
     import numpy as np
     if value is None:

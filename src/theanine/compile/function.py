@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from theanine.compile.executor import GraphRunner
+from theanine.compile.graph_cache import FunctionKey
 from theanine.compile.sharedvalue import SharedVariable
 from theanine.configparser import config
 from theanine.graph.basic import Constant, Variable
@@ -103,12 +104,15 @@ class Function:
     Attributes: ``graph`` (the rewritten FunctionGraph), ``rewrite_log`` (which
     rewrite replaced what), ``inputs``/``outputs`` (the symbolic ones),
     ``trust_input`` (skip input checks when True), ``mode``.
+
+    ``_graph_cache`` (for debugging and tests) says how the second-level compile cache
+    (``compile/graph_cache.py``) served this function: ``"hit"`` (the rewritten graph and
+    rendered program came from the cache), ``"stored"`` (a miss, now stored), ``"not
+    stored (why)"``, or ``"off: why"`` (the function is not keyed: mode, ops, rewrites).
     """
 
     def __init__(self, inputs, outputs, mode, updates, givens, no_default_updates, name,
                  allow_input_downcast, on_unused_input):
-        from theanine.rewriting import rewrite_graph
-
         self.name = name
         self.mode = mode
         self.trust_input = False
@@ -165,12 +169,9 @@ class Function:
                 shared_inputs.append(v)
         self._shared = shared_inputs
         self._update_targets = [v for v, _ in updates]
-        self.graph = FunctionGraph(new_inputs + shared_inputs, new_roots)
-        rewrite_graph(self.graph, mode)
-        self.rewrite_log = self.graph.rewrite_log
         self._n_out = len(out_vars)
         self._n_args = len(self._ins)
-        self._link()
+        self._build(new_inputs + shared_inputs, new_roots)
         self._names = {}
         for k, i in enumerate(self._ins):
             if i.name:
@@ -178,9 +179,32 @@ class Function:
         self.inputs = in_vars
         self.outputs = out_vars
 
-    def _link(self):
+    def _build(self, inputs, outputs):
+        """Rewrite the graph from ``inputs`` (the arguments, then the shared variables) to
+        ``outputs`` (the results, then the updates) and link it; or, when an earlier process
+        stored them in the second-level compile cache (``graph_cache``), take the rewritten
+        graph and its rendered program from there. A miss stores them."""
+        from theanine.rewriting import rewrite_graph
+        position = {id(v): k for k, v in enumerate(inputs)}
+        key = FunctionKey.of(self.mode, inputs, outputs, self._n_args,
+                             [position[id(v)] for v in self._update_targets],
+                             [o.borrow for o in self._outs], self._single)
+        cached = key.load() if isinstance(key, FunctionKey) else None
+        if cached is not None:
+            self.graph, rendered = cached
+            self._link(rendered)
+            self._graph_cache = "hit"
+        else:
+            self.graph = rewrite_graph(FunctionGraph(inputs, outputs), self.mode)
+            self._link()
+            self._graph_cache = f"off: {key}" if not isinstance(key, FunctionKey) else \
+                key.store(self.graph, self._native.rendered)
+        self.rewrite_log = self.graph.rewrite_log
+
+    def _link(self, rendered=None):
         """Build what runs the rewritten graph: native code for its mode (from the disk cache
-        when it is there), the node-by-node runner and the whole-function entry."""
+        when it is there; ``rendered``: the graph's RenderedProgram, when it is known), the
+        node-by-node runner and the whole-function entry."""
         mode = self.mode
         self._native = None
         thunks = None
@@ -193,7 +217,7 @@ class Function:
             interface = {"n_args": len(self._ins), "containers": [v.container for v in self._shared],
                          "n_outputs": self._n_out, "updated": [v.container for v in self._update_targets],
                          "single": self._single}
-            self._native = NativeProgram(self.graph, target=mode, interface=interface)
+            self._native = NativeProgram(self.graph, target=mode, interface=interface, rendered=rendered)
             thunks = self._native.thunks
         thunks = dict(thunks or {})
         for node in self.graph.toposort():  # ops holding inner graphs compile them for this mode
@@ -226,14 +250,16 @@ class Function:
     def fallbacks(self) -> list:
         """The nodes that run through their Python ``perform`` (every node in mode 'py').
 
-        None do when the whole function runs as one native entry (``f.entry``); a call
-        the entry hands over (arguments it does not take, such as lists or arrays of
-        another dtype, or shapes it cannot handle natively, such as size-1 dimensions
-        broadcast at run time in a gradient) runs node by node with these fallbacks."""
+        When the whole function runs as one native entry (``f.entry``), these are the
+        nodes the entry calls back into Python for (none, for every op with a native
+        step). A call the entry hands over (arguments it does not take, such as lists or
+        arrays of another dtype, or shapes it cannot handle natively, such as size-1
+        dimensions broadcast at run time in a gradient) runs node by node with the
+        fallbacks of that path."""
         if self._native is None:
             return self.graph.toposort()
         if self._entry is not None:
-            return []
+            return list(self._native.host_nodes)
         return list(self._native.fallbacks)
 
     @property

@@ -3,7 +3,9 @@
 Every (fused) node whose scalar program the back ends support is lowered to one
 kernel of the target-independent kernel IR (``plan_kernels``); a target renders
 all kernels of a function as one module (``render``), compiled once and cached
-on disk. Other nodes still run through their ``perform`` and are listed in
+on disk. ``render_function`` does everything up to the source (a
+``RenderedProgram``, which the second-level cache stores); ``NativeProgram``
+compiles and loads it. Other nodes still run through their ``perform`` and are listed in
 ``fallbacks``. Python calls each kernel through ctypes (which releases the GIL).
 """
 
@@ -89,21 +91,33 @@ def plan_kernels(fgraph):
     return planned, fallbacks
 
 
-def _targets():
-    """target name -> (render_module(kernels, name) -> source, compile(source, symbols) -> addresses)."""
-    from theanine.codegen import jit, llvm
-    targets = {"llvm": (llvm.render_module, jit.compile_ir)}
+def _renderers():
+    """target name -> render_module(kernels, name) -> source."""
+    from theanine.codegen import llvm
+    renderers = {"llvm": llvm.render_module}
     try:
-        from theanine.codegen import c, cc
-        targets["c"] = (c.render_module, cc.compile_source)
+        from theanine.codegen import c
+        renderers["c"] = c.render_module
     except ImportError:
         pass
     try:
         from theanine.codegen import cuda
-        targets["cuda"] = (cuda.render_module, None)
+        renderers["cuda"] = cuda.render_module
     except ImportError:
         pass
-    return targets
+    return renderers
+
+
+def _compiler(target):
+    """compile(source, symbols) -> addresses for ``target`` ('llvm' or 'c'); imports only
+    that target's compiler (a warm process loading cached code renders nothing)."""
+    if target == "llvm":
+        from theanine.codegen import jit
+        return jit.compile_ir
+    if target == "c":
+        from theanine.codegen import cc
+        return cc.compile_source
+    raise ValueError(f"NativeProgram: target {target!r} is not compiled in this process")
 
 
 def render(planned, target):
@@ -117,10 +131,10 @@ def render_program(planned, target, extra_kernels=(), schedule=None):
     (kernel, inner_broadcast) pairs) rendered for ``target``, with the entry running
     ``schedule`` ('llvm': llvm_entry, 'c': c_entry) appended when one is given (entry name
     None otherwise)."""
-    targets = _targets()
-    if target not in targets:
-        raise ValueError(f"unknown target {target!r}; available: {', '.join(targets)}")
-    render_module, _ = targets[target]
+    renderers = _renderers()
+    if target not in renderers:
+        raise ValueError(f"unknown target {target!r}; available: {', '.join(renderers)}")
+    render_module = renderers[target]
     kernels = [(p.kernel, p.inner_broadcast) for p in planned] + list(extra_kernels)
     first = _first_of_each(kernels)
     text = render_module([kern for k, kern in enumerate(kernels) if first[k] == k], "theanine_module")
@@ -154,59 +168,132 @@ def _first_of_each(kernels) -> list:
     return first
 
 
+@dataclasses.dataclass
+class RenderedProgram:
+    """A function's graph rendered for one target, not yet compiled: everything
+    ``NativeProgram`` needs besides the graph, and what the second-level compile cache
+    (``graph_cache``) stores. ``kernels``: the named KernelInfo of each planned kernel;
+    ``fallbacks``: the nodes without one; ``entry_name``/``table``: the whole-function
+    entry and its table slots (None without an entry); ``constants``: the table's values
+    known before loading (constant arrays ``const:k``, the nodes of host calls ``host:k``)."""
+
+    target: str
+    source: str
+    kernels: list
+    fallbacks: list
+    entry_name: str | None
+    table: list | None
+    constants: dict
+    copied_outputs: list
+    host_nodes: list
+    why_no_entry: str | None
+
+
+def render_function(fgraph, target, interface=None) -> RenderedProgram:
+    """``fgraph`` planned, scheduled (targets 'llvm' and 'c') and rendered for ``target``;
+    ``interface`` as for ``NativeProgram``."""
+    from theanine.compile.scheduler import NotSchedulable, build_schedule
+    interface = interface or {}
+    planned, fallbacks = plan_kernels(fgraph)
+    why_no_entry = f"target {target!r} has no whole-function entry"
+    schedule, constants, extra, copied = None, {}, (), []
+    if target in ("llvm", "c"):
+        try:
+            schedule, constants, extra, copied = build_schedule(
+                fgraph, planned, interface.get("n_args"), interface.get("n_outputs"),
+                interface.get("single", False))
+            why_no_entry = None
+        except NotSchedulable as exc:
+            why_no_entry = str(exc)
+    source, names, entry_name, table = render_program(planned, target, extra, schedule)
+    kernels = []
+    for p, name in zip(planned, names):
+        p.info.name = name
+        kernels.append(p.info)
+    host_nodes = [n for key, n in constants.items() if key.startswith("host:")]
+    return RenderedProgram(target, source, kernels, fallbacks, entry_name, table, constants, copied,
+                           host_nodes, why_no_entry)
+
+
 class NativeProgram:
     """The kernels of one compiled function for ``target``: source, native thunks, fallbacks,
     and (targets 'llvm' and 'c', when every node has a schedule step) ``entry``: one builtin
     running the whole function (see codegen/schedule.py); ``why_no_entry`` says why there is
     none, ``copied_outputs`` which outputs the entry returns as copies (views, inputs, constants)."""
 
-    def __init__(self, fgraph, target="llvm", compile=True, interface=None):
+    def __init__(self, fgraph, target="llvm", compile=True, interface=None, rendered=None):
         """``interface`` (optional) tells the entry how it is called: ``n_args`` (the first
         graph inputs are arguments, the others shared variables whose one-item storage
         lists are ``containers``), ``n_outputs`` (the other graph outputs are the new values
         of ``updated``, a list of storage lists) and ``single`` (return the one output
-        itself). By default every input is an argument and every output is returned."""
-        from theanine.compile.scheduler import NotSchedulable, build_schedule
+        itself). By default every input is an argument and every output is returned.
+        ``rendered``: ``render_function``'s result for this graph, target and interface,
+        when it is known already (then nothing is rendered)."""
         interface = interface or {}
+        self.rendered = rendered = rendered or render_function(fgraph, target, interface)
         self.target = target
-        self.planned, self.fallbacks = plan_kernels(fgraph)
-        self.entry, self.why_no_entry = None, f"target {target!r} has no whole-function entry"
-        schedule, constants, extra, self.copied_outputs = None, {}, (), []
-        if target in ("llvm", "c"):
-            try:
-                schedule, constants, extra, self.copied_outputs = build_schedule(
-                    fgraph, self.planned, interface.get("n_args"), interface.get("n_outputs"),
-                    interface.get("single", False))
-                cells = list(interface.get("containers", ())) + list(interface.get("updated", ()))
-                constants.update({f"container:{k}": cell for k, cell in enumerate(cells)})
-                self.why_no_entry = None
-            except NotSchedulable as exc:
-                self.why_no_entry = str(exc)
-        self.source, names, entry_name, table = render_program(self.planned, target, extra, schedule)
-        self.kernels = []
-        for p, name in zip(self.planned, names):
-            p.info.name = name
-            self.kernels.append(p.info)
+        self.source = rendered.source
+        self.kernels = list(rendered.kernels)
+        self.fallbacks = list(rendered.fallbacks)
+        self.host_nodes = list(rendered.host_nodes)  # nodes the entry runs by calling back into Python
+        self.copied_outputs = list(rendered.copied_outputs)
+        self.entry, self.why_no_entry = None, rendered.why_no_entry
         self.thunks = {}
-        if not compile or not (self.planned or entry_name):
-            return
-        symbols = names + ([entry_name] if entry_name else [])
-        addresses = _targets()[target][1](self.source, symbols)
+        if compile and (self.kernels or rendered.entry_name):
+            self._load(rendered, interface)
+
+    def _load(self, rendered, interface):
+        """Compile (or take from the disk cache) and load the code: kernel thunks and entry."""
+        entry_name = rendered.entry_name
+        symbols = [info.name for info in self.kernels] + ([entry_name] if entry_name else [])
+        addresses = _compiler(self.target)(self.source, symbols)
         for info in self.kernels:
             fn = _KERNEL_TYPE(addresses[info.name])
             if _reduction(info.node):
                 self.thunks[info.node] = ReduceThunk(info.node, fn)
             else:
                 make = functools.partial(_native_entry, info, addresses[info.name]) \
-                    if target == "llvm" else None
+                    if self.target == "llvm" else None
                 self.thunks[info.node] = ElementwiseThunk(info.node, fn, make)
-        if entry_name:
-            from theanine.codegen import pyentry
-            try:
-                self.entry = pyentry.make_schedule_entry(addresses[entry_name], table, constants,
-                                                         entry_name)
-            except RuntimeError as exc:
-                self.why_no_entry = str(exc)
+        if not entry_name:
+            return
+        from theanine.codegen import pyentry
+        bound = dict(rendered.constants)
+        cells = list(interface.get("containers", ())) + list(interface.get("updated", ()))
+        bound.update({f"container:{k}": cell for k, cell in enumerate(cells)})
+        for key in [key for key in bound if key.startswith("host:")]:
+            node = bound[key]
+            make_thunk = getattr(node.op, "make_thunk", None)
+            if make_thunk is not None:  # ops holding inner graphs compile them for this target
+                self.thunks[node] = make_thunk(node, self.target)
+            bound[key] = host_callable(node, self.thunks.get(node))
+        try:
+            self.entry = pyentry.make_schedule_entry(addresses[entry_name], rendered.table, bound,
+                                                     entry_name)
+        except RuntimeError as exc:
+            self.why_no_entry = str(exc)
+
+
+def host_callable(node, thunk=None):
+    """``call(*arrays) -> list of arrays``: ``node`` run by ``thunk(inputs, storage)`` (default:
+    its op's ``perform``), each output checked and converted as the node-by-node path does
+    and made an ndarray (the entry's HostCall step takes nothing else)."""
+    from theanine.compile.executor import coerce_output
+    run = thunk or functools.partial(node.op.perform, node)
+    outputs = node.outputs
+
+    def call(*inputs):
+        storage = [[None] for _ in outputs]
+        run(list(inputs), storage)
+        values = []
+        for var, (value,) in zip(outputs, storage):
+            if type(value) is not np.ndarray or value.dtype != var.type.numpy_dtype \
+                    or value.ndim != var.type.ndim:
+                value = np.asarray(coerce_output(node, var, value))
+            values.append(value)
+        return values
+    call.__name__ = call.__qualname__ = f"host_call_{type(node.op).__name__}"
+    return call
 
 
 def _native_entry(info, address):

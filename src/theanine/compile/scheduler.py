@@ -1,9 +1,13 @@
 """From a rewritten graph and its planned kernels to a ``Schedule`` (see codegen/schedule.py).
 
-Every node must map to a schedule step: a planned kernel (elementwise or
+Every node maps to a schedule step: a planned kernel (elementwise or
 reduction), a BLAS product, a view (DimShuffle, SumTo of equal shapes, basic
-indexing, SpecifyShape, Reshape of a contiguous array), or a small generated
-loop (Shape, MakeVector, ARange and Alloc of integers and sizes). A graph with any other node gets no schedule and runs
+indexing, SpecifyShape, Reshape of a contiguous array), a small generated loop
+(Shape, MakeVector, ARange and Alloc of integers and sizes), ... or, for a node
+no native step expresses, a ``HostCall`` that runs it through Python (its
+``perform``, or the thunk of an op holding an inner graph) from inside the
+entry, so the rest of the function stays native. A graph that still cannot be
+scheduled (a lazy node, a value that is not an array of a native dtype) runs
 node by node; ``build_schedule`` says which node stopped it.
 """
 
@@ -34,8 +38,10 @@ class NotSchedulable(Exception):
 
 
 class _Builder:
-    def __init__(self, planned_by_node, next_kernel):
+    def __init__(self, planned_by_node, next_kernel, host_calls):
         self.buffers, self.index = [], {}
+        self.host_calls = host_calls
+        self.writer = {}  # buffer -> the step that writes it
         self.steps, self.constants, self.arrays = [], [], {}
         self.planned = planned_by_node
         self.extra_kernels = []
@@ -115,31 +121,47 @@ class _Builder:
             out = node.outputs[0]
             kernels = tuple(self.kernel(_convert(v.dtype, out.dtype), out.ndim) for v in node.inputs)
             step = S.Join(kernels, tuple(ins), op.axis, outs[0])
-        elif isinstance(op, Alloc):
-            self._integers(node, node.inputs[1:])
+        elif isinstance(op, Alloc) and _integers(node.inputs[1:]):
             step = S.Fill(self.copy_kernel(self.buffers[outs[0]]), ins[0], tuple(ins[1:]), outs[0])
-        elif isinstance(op, MakeVector) and op.dtype in _INTS:
-            self._integers(node, node.inputs)
+        elif isinstance(op, MakeVector) and op.dtype in _INTS and _integers(node.inputs):
             step = S.MakeVector(tuple(ins), outs[0])
-        elif isinstance(op, Reshape):
-            self._integers(node, node.inputs[1:])
+        elif isinstance(op, Reshape) and _integers(node.inputs[1:]):
             step = S.Reshape(self.copy_kernel(self.buffers[ins[0]]), ins[0], ins[1], outs[0])
         elif isinstance(op, Assert):
             step = S.Check(ins[0], tuple(ins[1:]), outs[0])
         elif isinstance(op, SpecifyShape):
             step = S.SpecifyShape(ins[0], outs[0], tuple(op.shape))
-        elif isinstance(op, ARange) and op.dtype in _INTS:
-            self._integers(node, node.inputs)
+        elif isinstance(op, ARange) and op.dtype in _INTS and _integers(node.inputs):
             step = S.ARange(*ins, outs[0])
         else:
-            raise NotSchedulable(f"{op} has no schedule step")
-        self.steps.append(step)
+            step = self.host_call(node, ins, outs)
+        self.append(step)
 
-    @staticmethod
-    def _integers(node, variables):
-        for v in variables:
-            if v.dtype not in _INTS:
-                raise NotSchedulable(f"{node.op} reads {v.dtype} where a schedule needs integers")
+    def append(self, step):
+        self.steps.append(step)
+        for b in S.written(step):
+            self.writer[b] = step
+
+    def host_call(self, node, ins, outs):
+        """A HostCall running ``node`` through Python, keyed ``host:k`` in ``arrays``."""
+        if not self.host_calls:
+            raise NotSchedulable(f"{node.op} has no schedule step")
+        if getattr(node.op, "lazy", False):
+            raise NotSchedulable(f"{node.op} evaluates its inputs lazily")
+        key = f"host:{sum(k.startswith('host:') for k in self.arrays)}"
+        self.arrays[key] = node
+        return S.HostCall(key, tuple(self.host_input(b) for b in ins), tuple(outs))
+
+    def host_input(self, b) -> int:
+        """``b``, or a copy of it when its memory is not an array the entry can hand to
+        Python and keep alive as long as Python holds it: a Reshape's temporary copy, or
+        the entry's own vector of a shape."""
+        src = b
+        while isinstance(self.writer.get(src), S.VIEW_STEPS + (S.Reshape,)):
+            if isinstance(self.writer[src], S.Reshape):
+                return self.copy_of(b)
+            src = self.writer[src].src
+        return self.copy_of(b) if isinstance(self.writer.get(src), S.ShapeOf) else b
 
     def kernel(self, program, ndim) -> str:
         """The name of an elementwise kernel applying ``program`` over ``ndim`` dimensions
@@ -162,8 +184,13 @@ class _Builder:
     def copy_of(self, b: int) -> int:
         """A step copying buffer ``b`` into a fresh one, whose index is returned."""
         c = self.new_buffer(b)
-        self.steps.append(S.Elementwise(self.copy_kernel(self.buffers[b]), (b,), (c,), (False,)))
+        self.append(S.Elementwise(self.copy_kernel(self.buffers[b]), (b,), (c,), (False,)))
         return c
+
+
+def _integers(variables) -> bool:
+    """Whether every one of ``variables`` (sizes, bounds) is of an integer dtype a step reads."""
+    return all(v.dtype in _INTS for v in variables)
 
 
 def _basic(op) -> bool:
@@ -217,31 +244,32 @@ _ALLOCATING = (S.Elementwise, S.Reduce, S.Gemm, S.Join, S.IncSubtensor, S.ArgRed
                S.Scatter)
 
 
-def build_schedule(fgraph, planned, n_args=None, n_outputs=None, single=False):
-    """(Schedule, constant arrays by table key, extra copy kernels, indices of the outputs
-    that are copies) for ``fgraph`` whose kernels are ``planned`` (named ``__KERNEL{k}__``
-    in order); raises NotSchedulable. The first ``n_args`` graph inputs are arguments
+def build_schedule(fgraph, planned, n_args=None, n_outputs=None, single=False, host_calls=True):
+    """(Schedule, table values by key, extra copy kernels, indices of the outputs that are
+    copies) for ``fgraph`` whose kernels are ``planned`` (named ``__KERNEL{k}__`` in
+    order); raises NotSchedulable. The table values are constant arrays (``const:k``) and,
+    for each HostCall, the node it runs (``host:k``; the caller turns it into a callable;
+    with ``host_calls=False`` such a node raises NotSchedulable instead). The first
+    ``n_args`` graph inputs are arguments
     (default: all), the others shared variables; the first ``n_outputs`` graph outputs
     are returned (default: all), the others update the shared variables. An output that
     is not freshly computed (an input, a constant, a view, a repeated output) is copied,
     so results never alias."""
     n_args = len(fgraph.inputs) if n_args is None else n_args
     n_outputs = len(fgraph.outputs) if n_outputs is None else n_outputs
-    b = _Builder({p.node: p for p in planned}, len(planned))
+    b = _Builder({p.node: p for p in planned}, len(planned), host_calls)
     inputs = tuple(b.buffer(v) for v in fgraph.inputs)
     for node in fgraph.toposort():
         b.node(node)
-    writers = {}
-    for step in b.steps:
-        for out in S.written(step):
-            writers[out] = step
     results, copied = [], []
     for k, var in enumerate(fgraph.outputs):
         r = b.buffer(var)
-        if not isinstance(writers.get(r), _ALLOCATING) or r in results:
+        if not isinstance(b.writer.get(r), _ALLOCATING) or r in results:
             r = b.copy_of(r)
             copied.append(k)
         results.append(r)
+    literals = tuple((buf, int(b.arrays[key])) for buf, key in b.constants
+                     if b.buffers[buf].ndim == 0 and b.buffers[buf].dtype in _INTS)
     schedule = S.Schedule(tuple(b.buffers), inputs[:n_args], inputs[n_args:], tuple(b.constants),
-                          tuple(b.steps), tuple(results), n_outputs, single)
+                          tuple(b.steps), tuple(results), n_outputs, single, literals)
     return schedule, b.arrays, b.extra_kernels, copied

@@ -16,6 +16,13 @@ import types
 from typing import Any, Sequence
 
 _ids = itertools.count()
+
+
+def new_auto_name() -> str:
+    """A name no other variable of this process has (``_v<n>``), for unnamed variables."""
+    return f"_v{next(_ids)}"
+
+
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -86,7 +93,7 @@ class Variable:
         self.owner = owner
         self.index = index
         self.name = name
-        self.auto_name = f"_v{next(_ids)}"
+        self.auto_name = new_auto_name()
         self.tag = types.SimpleNamespace(trace=user_frame())
 
     def __str__(self):
@@ -108,7 +115,7 @@ class Variable:
         cp.__dict__.update(self.__dict__)
         cp.owner = None
         cp.index = None
-        cp.auto_name = f"_v{next(_ids)}"
+        cp.auto_name = new_auto_name()
         cp.tag = types.SimpleNamespace(**vars(self.tag))
         return cp
 
@@ -237,6 +244,13 @@ class Op:
         if h is None:  # ops are immutable values: hash once
             h = self.__dict__["_cached_hash"] = hash((type(self), self._props()))
         return h
+
+    def __getstate__(self):
+        """The op's attributes for pickling and copying, without its cached hash: that
+        hash differs from process to process (it hashes the class and strings)."""
+        state = dict(self.__dict__)
+        state.pop("_cached_hash", None)
+        return state
 
     def __str__(self):
         name = type(self).__name__

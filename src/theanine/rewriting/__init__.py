@@ -2,8 +2,10 @@
 
 Phases, in order: merge (CSE) and constant folding, canonicalize (exact
 algebraic identities), stabilize (numerically stable forms), specialize
-(cheaper forms), then merge once more. Native modes end with elementwise
-fusion (``rewriting.fusion``), which groups elementwise nodes into kernels.
+(cheaper forms), then merge once more. Native modes start with the ``native``
+phase (ops without kernels of their own, such as random draws, expanded into
+ordinary tensor ops: ``rewriting.random_draws``) and end with elementwise fusion
+(``rewriting.fusion``), which groups elementwise nodes into kernels.
 """
 
 from theanine.rewriting.engine import (PHASES, LocalRewrite, RewriteDB, apply_to_equilibrium,
@@ -12,16 +14,25 @@ from theanine.rewriting.merge import merge
 # Importing the pass modules registers their rewrites.
 from theanine.rewriting import constant_folding  # noqa: F401
 from theanine.rewriting import canonicalize, specialize, stabilize  # noqa: F401
-from theanine.rewriting import nnet  # noqa: F401
+from theanine.rewriting import lower_conv, lower_ops, nnet, random_draws  # noqa: F401
 
 _FAST_COMPILE_PHASES = ("constant_folding",)
 #: modes whose graphs are fused into native kernels
 NATIVE_MODES = ("llvm", "c", "cuda")
+#: phases that only native modes run, before the others
+NATIVE_PHASES = ("native",)
 
 
 def rewrite_graph(fgraph, mode="py", include=None, exclude=()):
     """Rewrite ``fgraph`` in place for ``mode``; returns it. The log is ``fgraph.rewrite_log``."""
-    phases = include or (_FAST_COMPILE_PHASES if mode == "FAST_COMPILE" else PHASES)
+    if include:
+        phases = include
+    elif mode == "FAST_COMPILE":
+        phases = _FAST_COMPILE_PHASES
+    else:
+        phases = (NATIVE_PHASES if mode in NATIVE_MODES else ()) + PHASES
+    if mode == "cuda":
+        exclude = tuple(exclude) + (lower_conv.CPU_ONLY,)
     merge(fgraph)
     for phase in phases:
         if apply_to_equilibrium(fgraph, rewrite_db.query(phase, exclude=exclude), phase):

@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.special as sps
 
-from theanine.tensor.type import (COMPLEX_DTYPES, DISCRETE_DTYPES, FLOAT_DTYPES, upcast,
-                                  upgrade_to_float)
+from theanine.tensor.type import (COMPLEX_DTYPES, DISCRETE_DTYPES, FLOAT_DTYPES, INT_DTYPES,
+                                  upcast, upgrade_to_float)
 
 
 def _t():
@@ -385,6 +385,36 @@ class Bitwise(ScalarOp):
 bitwise_and = Bitwise("bitwise_and", np.bitwise_and, "band")
 bitwise_or = Bitwise("bitwise_or", np.bitwise_or, "bor")
 bitwise_xor = Bitwise("bitwise_xor", np.bitwise_xor, "bxor")
+
+
+class Shift(ScalarOp):
+    """x << y or x >> y on integers, NumPy's semantics: a count outside [0, bits) shifts every
+    bit out (0, or -1 for negative x >> y); >> is arithmetic for signed x."""
+
+    nin = 2
+
+    def __init__(self, name, fn, ir):
+        self.name, self._fn, self.ir = name, fn, ir
+
+    def _params(self):
+        return (self.name,)
+
+    def check_dtypes(self, *dtypes):
+        for d in dtypes:
+            if d not in INT_DTYPES:
+                raise TypeError(f"{self.name}: shifts need integer inputs, got {d}")
+        if upcast(*dtypes) not in INT_DTYPES:
+            raise TypeError(f"{self.name}: no integer dtype holds both {dtypes[0]} and {dtypes[1]}")
+
+    def impl(self, x, y):
+        return self._fn(x, y)
+
+    def grad(self, inputs, output, gz):
+        return [_t().zeros_like(x, dtype=_grad_dtype(x)) for x in inputs]
+
+
+left_shift = Shift("left_shift", np.left_shift, "lshift")
+right_shift = Shift("right_shift", np.right_shift, "rshift")
 
 
 class Invert(ScalarOp):

@@ -132,6 +132,11 @@ def invert(a):
 
 logical_and, logical_or, logical_xor = _land, _lor, _lxor
 bitwise_and, bitwise_or, bitwise_xor, bitwise_not = _band, _bor, _bxor, _invert
+left_shift = _elemwise(ts.left_shift, doc="a << b, elementwise on integers (as numpy.left_shift: "
+                                          "0 for a count outside [0, bits)).")
+right_shift = _elemwise(ts.right_shift, doc="a >> b, elementwise on integers (as numpy.right_shift: "
+                                            "arithmetic for signed a; a count outside [0, bits) "
+                                            "gives 0, or -1 for negative a).")
 
 
 def clip(x, a_min, a_max):

@@ -41,6 +41,10 @@ class _TensorOperators:
     def __ror__(self, o): return _m().or_(o, self)
     def __xor__(self, o): return _m().xor(self, o)
     def __rxor__(self, o): return _m().xor(o, self)
+    def __lshift__(self, o): return _m().left_shift(self, o)
+    def __rlshift__(self, o): return _m().left_shift(o, self)
+    def __rshift__(self, o): return _m().right_shift(self, o)
+    def __rrshift__(self, o): return _m().right_shift(o, self)
 
     # comparisons are symbolic, as in Theano; use `is` for identity
     def __lt__(self, o): return _m().lt(self, o)

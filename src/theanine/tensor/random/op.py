@@ -5,8 +5,9 @@ A node ``op(state, size, *params)`` reads the Philox words of one draw from
 outputs the state advanced past the blocks it read. ``RandomStreams`` makes the
 state a shared variable whose default update is that new state.
 
-The ops run through ``perform`` in every mode: the kernel IR has no 32-bit
-multiply-high, so Philox has no native lowering.
+``perform`` is the reference. Native modes rewrite uniform, normal and binomial
+draws into ordinary tensor ops that compute the same numbers (``expand``, the
+``native`` rewriting phase); the other draws run through ``perform`` in every mode.
 """
 
 from __future__ import annotations

@@ -1,0 +1,504 @@
+"""Convolution and pooling rewritten into ordinary tensor ops, in the native modes.
+
+``Conv2d``, ``Conv2dGradWeights``, ``Conv2dGradInputs``, ``Pool``, ``MaxPoolGrad``,
+``MaxPoolGradGrad`` and ``AveragePoolGrad`` have only a NumPy ``perform``. The native
+modes' first phase, ``native`` (after ``grad`` has built the backward ops, before
+canonicalize and fusion), replaces each by a graph of ops that the native schedule runs:
+basic slices with steps, DimShuffle, Join, Reshape, Alloc, Set/IncSubtensor of basic
+slices, elementwise ops and ``dot`` of matrices (BLAS GEMM).
+
+Windows. A window of extent ``e`` (a dilated filter, or a pooling window) moved by
+stride ``s`` over a frame of ``n`` cells has ``(n - e) // s + 1`` positions; the cells
+of its tap at offset ``o``, one per position, are the slice ``o : o - (e - 1) : s``
+(``o :: s`` when ``o = e - 1``). Those bounds do not depend on ``n``, so image sizes may
+be symbolic.
+
+Convolution (im2col). The taps of the zero-padded input, each viewed as (C, N, OH, OW)
+and stacked on a new axis 1, make the contiguous column matrix (C * kh * kw, N * OH * OW).
+The taps are stacked in reverse order when the filters are flipped (Theano's
+convolution), so the filters are used as stored, reshaped to (F, C * kh * kw):
+
+- conv2d: ``W @ cols``, reshaped to (F, N, OH, OW) and transposed to NCHW;
+- gradient in the filters: ``dy @ cols.T`` with dy the output gradient as (F, N * OH * OW)
+  (the columns are the forward's: merge computes them once);
+- gradient in the input: ``W.T @ dy``, each tap's block added into a zero frame at that
+  tap's window cells, then the padding cropped. Here dy's columns, and the frame, are in
+  (OH, OW, N) order: the cells a tap adds to are long runs, not rows of OW.
+
+With ``num_groups`` > 1 each group's product takes its block of rows; the products are
+joined.
+
+Pooling. The frame is the input padded (and, with ignore_border=False, extended to the
+last partial window) with -inf for max, 0 otherwise. Max is the elementwise maximum of
+the tap views, sum their sum (fusion makes either one kernel); averages divide the sum
+by the number of cells each window counts, the same sum of taps over a frame of ones.
+The gradients add each tap's contribution into a zero frame (``MaxPoolGrad``: the output
+gradient where the tap equals the window's maximum, every tied maximum included, as in
+``pool_numpy``). Windows that tile the input exactly (stride = window, no padding, static
+sizes the window divides: the usual 2 x 2 pooling, global pooling) need no taps: the
+gradients are one elementwise op over the input reshaped to (..., OH, kh, OW, kw), each
+window's value broadcast over its tile, and windows of more than MAX_TAPS taps are pooled
+by a reduction over the tiles.
+
+Not lowered (the node keeps its ``perform``): filters whose rows and columns are not
+static, windows of more than MAX_TAPS taps (except tiling pooling windows), dtypes other
+than float32 and float64, ``num_groups`` > 1 with symbolic channel or filter counts, and
+``ignore_border=False`` pooling of symbolic image sizes. Sizes that ``perform`` checks
+and the lowered graph would not (a wrong size could broadcast) are checked by an
+``Assert``; a check that fails at build time keeps the node as it is.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from theanine.rewriting.engine import register_rewrite
+from theanine.tensor import math as tm
+from theanine.tensor.basic import alloc, assert_op, join
+from theanine.tensor.nnet.conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights
+from theanine.tensor.shape import constant_entries, reshape, shape_i, specify_shape
+from theanine.tensor.signal.pool import AveragePoolGrad, MaxPoolGrad, MaxPoolGradGrad, Pool
+from theanine.tensor.subtensor import inc_subtensor, set_subtensor
+
+#: the phase of these rewrites (rewriting.NATIVE_PHASES: run by the native modes only)
+PHASE = "native"
+#: the tag of lowerings meant for the CPU entry only: mode 'cuda' runs indexing and joins on
+#: the host, so there one op per tap would cost more than the convolution it replaces
+CPU_ONLY = "cpu_only"
+#: windows of more taps are not lowered: one view (and, in gradients, one IncSubtensor) per
+#: tap makes the compiled function's code, and its compile time, grow with the window
+MAX_TAPS = 64
+_DTYPES = ("float32", "float64")
+
+
+class _Unlowerable(Exception):
+    """The node is left as it is (its ``perform`` runs)."""
+
+
+# --- sizes and checks ---------------------------------------------------------------------
+
+
+def _size(v, axis):
+    """The size of ``v`` along ``axis``: an int when static, else a symbolic int64 scalar."""
+    s = v.type.shape[axis]
+    return s if s is not None else shape_i(v, axis)
+
+
+def _sizes(v):
+    """The sizes of ``v``, one per axis (ints or symbolic scalars)."""
+    return [_size(v, a) for a in range(v.ndim)]
+
+
+def _static(*sizes) -> bool:
+    """Whether every size is an int (known at build time)."""
+    return all(isinstance(s, (int, np.integer)) for s in sizes)
+
+
+def _product(*sizes):
+    """The product of sizes (ints or symbolic scalars); an int when every factor is."""
+    static = math.prod(int(s) for s in sizes if _static(s))
+    symbolic = [s for s in sizes if not _static(s)]
+    return tm.mul(*symbolic, np.int64(static)) if symbolic else static
+
+
+def _plus(size, k):
+    """size + k for a size (int or symbolic) and an int ``k``."""
+    return size + k if _static(size) or k == 0 else tm.add(size, np.int64(k))
+
+
+def _eq(a, b):
+    """a == b for sizes: a Python bool when both are ints, else a symbolic boolean."""
+    return bool(a == b) if _static(a, b) else tm.eq(a, b)
+
+
+def _ge(a, b):
+    """a >= b for sizes: a Python bool when both are ints, else a symbolic boolean."""
+    return bool(a >= b) if _static(a, b) else tm.ge(a, b)
+
+
+def _checked(v, conditions, message):
+    """``v``, checked at run time (an Assert) for the conditions that are symbolic; a
+    condition that is False already raises _Unlowerable, one that is True is dropped."""
+    if any(c is False for c in conditions):
+        raise _Unlowerable(message)
+    symbolic = [c for c in conditions if c is not True]
+    return assert_op(v, *symbolic, message=message) if symbolic else v
+
+
+def _same_shape(v, sizes, message):
+    """``v`` checked to have the given sizes (ints or symbolic scalars), one per axis."""
+    return _checked(v, [_eq(_size(v, a), s) for a, s in enumerate(sizes)], message)
+
+
+# --- frames and windows -------------------------------------------------------------------
+
+
+def _inner(pads):
+    """The slice of a frame axis that drops ``pads`` = (before, after) cells."""
+    before, after = pads
+    return slice(before or None, -after if after else None)
+
+
+def _framed(x, fill, rows, cols):
+    """``x`` inside a frame of ``fill`` around its last two axes: ``rows`` = (above, below)
+    and ``cols`` = (left, right) cells added (``x`` itself when none are)."""
+    if not any(rows + cols):
+        return x
+    dims = _sizes(x)
+    dims[-2], dims[-1] = _plus(dims[-2], sum(rows)), _plus(dims[-1], sum(cols))
+    frame = alloc(np.array(fill, dtype=x.dtype), *dims)
+    return set_subtensor(frame[..., _inner(rows), _inner(cols)], x)
+
+
+def _zeros(dtype, dims):
+    """Zeros of ``dtype`` and sizes ``dims`` (ints or symbolic scalars)."""
+    return alloc(np.array(0, dtype=dtype), *dims)
+
+
+def _zero_frame(x, dtype, rows, cols):
+    """Zeros of ``dtype`` shaped like ``_framed(x, 0, rows, cols)``."""
+    dims = _sizes(x)
+    dims[-2], dims[-1] = _plus(dims[-2], sum(rows)), _plus(dims[-1], sum(cols))
+    return _zeros(dtype, dims)
+
+
+def _cropped(frame, rows, cols):
+    """``frame`` without the cells _framed added."""
+    return frame[..., _inner(rows), _inner(cols)] if any(rows + cols) else frame
+
+
+def _window_slice(offset, step, extent):
+    """The cells at ``offset`` of every position of a window of ``extent`` moved by ``step``."""
+    stop = offset - (extent - 1)
+    return slice(offset or None, stop or None, step if step != 1 else None)
+
+
+def _taps(ws, stride, dilation=(1, 1), before=(Ellipsis,)):
+    """For each tap (i, j) of a window of ``ws`` taps, in row-major order, the index of the
+    frame cells at that tap of every window position: ``before`` (the index of the axes
+    before the rows and columns; by default, rows and columns are the last two axes),
+    then the rows' and the columns' slices."""
+    (kh, kw), (sh, sw), (dh, dw) = ws, stride, dilation
+    if kh * kw > MAX_TAPS:
+        raise _Unlowerable(f"a window of {kh} x {kw} taps (more than MAX_TAPS)")
+    eh, ew = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    return [before + (_window_slice(i * dh, sh, eh), _window_slice(j * dw, sw, ew))
+            for i in range(kh) for j in range(kw)]
+
+
+def _scatter(frame, taps, values):
+    """``frame`` with each value added at the cells of its tap."""
+    for index, value in zip(taps, values):
+        frame = inc_subtensor(frame[index], value)
+    return frame
+
+
+# --- convolution --------------------------------------------------------------------------
+
+
+def _pair_entries(shape):
+    """The two entries of a (rows, columns) shape vector: ints where known at build time."""
+    return (constant_entries(shape) + [None, None])[:2]
+
+
+def _filter_size(kh, kw):
+    if not _static(kh, kw):
+        raise _Unlowerable("the filters' rows and columns are not static")
+    return kh, kw
+
+
+def _conv_pads(p, kh, kw):
+    ph, pw = p.pad(0, kh), p.pad(1, kw)
+    return (ph, ph), (pw, pw)
+
+
+def _fits(rows, cols, p, kh, kw):
+    """The conditions that the dilated filters fit in a padded input of ``rows`` x ``cols``."""
+    return [_ge(_plus(rows, 2 * p.pad(0, kh)), p.effective(0, kh)),
+            _ge(_plus(cols, 2 * p.pad(1, kw)), p.effective(1, kw))]
+
+
+def _columns(x, p, kh, kw):
+    """im2col: (the column matrix (C * kh * kw, N * OH * OW), (N, OH, OW)). Row (c, i, j)
+    holds the input cells that filter tap (c, i, j) multiplies, flip included."""
+    x = _checked(x, _fits(_size(x, 2), _size(x, 3), p, kh, kw),
+                 "conv2d: the filters (with dilation) span more than the padded input")
+    frame = _framed(x, 0, *_conv_pads(p, kh, kw)).dimshuffle(1, "x", 0, 2, 3)  # (C, 1, N, rows, cols)
+    views = [frame[index] for index in _taps((kh, kw), p.subsample, p.filter_dilation)]
+    if p.filter_flip:
+        views.reverse()
+    n, oh, ow = (_size(views[0], a) for a in (2, 3, 4))
+    stacked = join(1, *views) if len(views) > 1 else views[0]  # (C, taps, N, OH, OW)
+    return reshape(stacked, (_product(_size(x, 1), kh * kw), _product(n, oh, ow))), (n, oh, ow)
+
+
+def _by_group(g, product, *operands):
+    """``product`` of the operands ((matrix, rows per group) pairs), once per group on the
+    group's block of rows of each, the results joined along the rows."""
+    if g == 1:
+        return product(*(m for m, _ in operands))
+    return join(0, *[product(*(m[k * r:(k + 1) * r] for m, r in operands)) for k in range(g)])
+
+
+def _group_sizes(g, *sizes):
+    """Each size divided by the group count (which must divide it); sizes must be static
+    when there are groups."""
+    if g == 1:
+        return sizes
+    if not _static(*sizes) or any(s % g for s in sizes):
+        raise _Unlowerable("groups need static channel and filter counts that they divide")
+    return tuple(s // g for s in sizes)
+
+
+def _output_gradient(gz, n, f, oh, ow, order=(1, 0, 2, 3)):
+    """The output gradient (N, F, OH, OW), checked, as the matrix (F, N * OH * OW), its
+    columns in the ``order`` of gz's axes that follow F."""
+    gz = _same_shape(gz, (n, f, oh, ow), "conv2d: the output gradient's shape does not match "
+                                         "the convolution's output")
+    return reshape(gz.dimshuffle(*order), (f, _product(n, oh, ow)))
+
+
+def _lower_conv2d(node):
+    """conv2d(x, W) -> (W.reshape(F, -1) @ im2col(x)).reshape(F, N, OH, OW).transpose(1, 0, 2, 3)"""
+    x, w = (tm.cast(v, node.outputs[0].dtype) for v in node.inputs)
+    p = node.op.params
+    f, cg, kh, kw = (_size(w, a) for a in range(4))
+    _filter_size(kh, kw)
+    (fg,) = _group_sizes(p.num_groups, f)
+    w = _checked(w, [_eq(_size(x, 1), _product(cg, p.num_groups))],
+                 "conv2d: the input's channels do not match the filters' times num_groups")
+    cols, (n, oh, ow) = _columns(x, p, kh, kw)
+    wmat = reshape(w, (f, _product(cg, kh * kw)))
+    out = _by_group(p.num_groups, tm.dot, (wmat, fg), (cols, _product(cg, kh * kw)))
+    return reshape(out, (f, n, oh, ow)).dimshuffle(1, 0, 2, 3)
+
+
+def _lower_conv2d_grad_weights(node):
+    """conv2d_grad_weights(x, dy) -> (dy_matrix @ im2col(x).T).reshape(F, C / groups, kh, kw)"""
+    x, gz = (tm.cast(v, node.outputs[0].dtype) for v in node.inputs[:2])
+    p = node.op.params
+    kh, kw = _filter_size(*_pair_entries(node.inputs[2]))
+    c, f = _size(x, 1), _size(gz, 1)
+    cg, fg = _group_sizes(p.num_groups, c, f)
+    cols, (n, oh, ow) = _columns(x, p, kh, kw)
+    dy = _output_gradient(gz, n, f, oh, ow)
+    gw = _by_group(p.num_groups, lambda d, m: tm.dot(d, m.T), (dy, fg), (cols, _product(cg, kh * kw)))
+    return reshape(gw, (f, cg, kh, kw))
+
+
+def _lower_conv2d_grad_inputs(node):
+    """conv2d_grad_inputs(W, dy) -> crop(zeros + each tap's block of W.reshape(F, -1).T @ dy_matrix,
+    added at that tap's window cells)"""
+    w, gz = (tm.cast(v, node.outputs[0].dtype) for v in node.inputs[:2])
+    p = node.op.params
+    shape = node.inputs[2]
+    f, cg, kh, kw = (_size(w, a) for a in range(4))
+    _filter_size(kh, kw)
+    (fg,) = _group_sizes(p.num_groups, f)
+    h, wd = (e if e is not None else shape[a] for a, e in enumerate(_pair_entries(shape)))
+    gz = _checked(gz, _fits(h, wd, p, kh, kw),
+                  "conv2d: the filters (with dilation) span more than the padded input")
+    n, c = _size(gz, 0), _product(cg, p.num_groups)
+    rows, cols = _conv_pads(p, kh, kw)
+    # (C, rows, columns, N): the cells a tap adds to are runs of OW * N (stride 1)
+    frame = _zeros(w.dtype, (c, _plus(h, sum(rows)), _plus(wd, sum(cols)), n))
+    taps = _taps((kh, kw), p.subsample, p.filter_dilation, before=(slice(None),))
+    oh, ow = (_size(frame[taps[0]], a) for a in (1, 2))
+    dy = _output_gradient(gz, n, f, oh, ow, order=(1, 2, 3, 0))
+    wmat = reshape(w, (f, _product(cg, kh * kw)))
+    blocks = _by_group(p.num_groups, lambda m, d: tm.dot(m.T, d), (wmat, fg), (dy, fg))
+    blocks = reshape(blocks, (c, kh * kw, oh, ow, n))
+    order = range(kh * kw - 1, -1, -1) if p.filter_flip else range(kh * kw)
+    frame = _scatter(frame, taps, [blocks[:, t] for t in order])
+    return frame[:, _inner(rows), _inner(cols)].dimshuffle(3, 0, 1, 2)
+
+
+# --- pooling ------------------------------------------------------------------------------
+
+
+def _pool_pads(x, p):
+    """(rows, cols): the cells added above and below, left and right of ``x``'s last two
+    axes so that every window of the output fits (padding, and with ignore_border=False
+    the rest of the last partial window)."""
+    (ph, pw), (sh, sw), (kh, kw) = p.pad, p.stride, p.ws
+    if p.ignore_border:
+        return (ph, ph), (pw, pw)
+    h, w = x.type.shape[-2:]
+    if not _static(h, w):
+        raise _Unlowerable("ignore_border=False needs static image sizes")
+    extra_h = max(0, (p.out_size(0, h) - 1) * sh + kh - h - 2 * ph)
+    extra_w = max(0, (p.out_size(1, w) - 1) * sw + kw - w - 2 * pw)
+    return (ph, ph + extra_h), (pw, pw + extra_w)
+
+
+def _pool_views(x, p, fill):
+    """(the taps' views of x's pooling frame filled with ``fill``, the taps, rows, cols)."""
+    rows, cols = _pool_pads(x, p)
+    taps = _taps(p.ws, p.stride)
+    frame = _framed(x, fill, rows, cols)
+    return [frame[index] for index in taps], taps, rows, cols
+
+
+def _max_fill(dtype):
+    """What max pooling pads with: it never wins."""
+    return np.array(-np.inf, dtype=dtype)
+
+
+def _window_counts(x, p, include_pad, dtype):
+    """The number of cells each window counts for an average, (OH, OW) in ``dtype``: the
+    window sums of a frame of ones over the input (and over the padding, ``include_pad``)."""
+    rows, cols = _pool_pads(x, p)
+    h, w = _size(x, x.ndim - 2), _size(x, x.ndim - 1)
+    one = np.array(1, dtype=dtype)
+    if include_pad:
+        (ph, pw) = p.pad
+        ones = alloc(one, _plus(h, 2 * ph), _plus(w, 2 * pw))
+        frame = _framed(ones, 0, (0, rows[1] - ph), (0, cols[1] - pw))
+    else:
+        frame = _framed(alloc(one, h, w), 0, rows, cols)
+    return functools.reduce(tm.add, [frame[index] for index in _taps(p.ws, p.stride)])
+
+
+def _divided_by_counts(v, x, p, mode):
+    """``v`` (pooled values of x) divided by the window counts of an average ``mode``."""
+    if mode == "sum":
+        return v
+    return tm.true_div(v, _window_counts(x, p, mode == "average_inc_pad", v.dtype))
+
+
+def _tiled(x, p) -> bool:
+    """Whether the windows tile x's last two axes exactly: stride = window, no padding,
+    static sizes that the window divides."""
+    h, w = x.type.shape[-2:]
+    return (p.stride == p.ws and p.pad == (0, 0) and _static(h, w)
+            and h % p.ws[0] == 0 and w % p.ws[1] == 0)
+
+
+def _tiles(x, p):
+    """``x`` (…, OH * kh, OW * kw) as (…, OH, kh, OW, kw), for _tiled windows."""
+    (kh, kw), (h, w) = p.ws, x.type.shape[-2:]
+    return reshape(x, _sizes(x)[:-2] + [h // kh, kh, w // kw, kw])
+
+
+def _per_tile(v):
+    """One value per window, (…, OH, OW), as (…, OH, 1, OW, 1): broadcast over each tile."""
+    n = v.ndim
+    return v.dimshuffle(*range(n - 1), "x", n - 1, "x")
+
+
+def _tiled_out_sizes(x, p):
+    """The pooled sizes of x, for _tiled windows."""
+    (kh, kw), (h, w) = p.ws, x.type.shape[-2:]
+    return _sizes(x)[:-2] + [h // kh, w // kw]
+
+
+def _lower_pool(node):
+    """pool(x) -> the maximum, the sum or the average of the strided views of x's frame, one
+    view per window tap; for windows of more taps that tile x, a reduction over x's tiles
+    (slower than the views for small windows)"""
+    x = node.inputs[0]
+    p, mode = node.op.params, node.op.mode
+    if p.ws[0] * p.ws[1] > MAX_TAPS and _tiled(x, p):
+        tiles = _tiles(x, p)
+        axes = (tiles.ndim - 3, tiles.ndim - 1)
+        if mode == "max":
+            return tm.max(tiles, axis=axes)
+        total = tm.sum(tiles, axis=axes)
+        if mode == "sum":
+            return total
+        return tm.true_div(total, np.array(p.ws[0] * p.ws[1], dtype=total.dtype))
+    views = _pool_views(x, p, _max_fill(x.dtype) if mode == "max" else 0)[0]
+    if mode == "max":
+        return functools.reduce(tm.maximum, views)
+    return _divided_by_counts(functools.reduce(tm.add, views), x, p, mode)
+
+
+def _lower_max_pool_grad(node):
+    """max_pool_grad(x, m, gz) -> crop(zeros + switch(tap view of x == m, gz, 0) added at each
+    tap's window cells); for windows that tile x, one elementwise switch over x's tiles"""
+    x, maxout, gz = node.inputs
+    p = node.op.params
+    zero = np.array(0, dtype=node.outputs[0].dtype)
+    message = "MaxPoolGrad: the pooled value and the output gradient must have the pooled shape"
+    if _tiled(x, p):
+        maxout, gz = (_same_shape(v, _tiled_out_sizes(x, p), message) for v in (maxout, gz))
+        grad = tm.switch(tm.eq(_tiles(x, p), _per_tile(maxout)), _per_tile(gz), zero)
+        return reshape(grad, _sizes(x))
+    views, taps, rows, cols = _pool_views(x, p, _max_fill(x.dtype))
+    maxout, gz = (_same_shape(v, _sizes(views[0]), message) for v in (maxout, gz))
+    contributions = [tm.switch(tm.eq(v, maxout), gz, zero) for v in views]
+    return _cropped(_scatter(_zero_frame(x, zero.dtype, rows, cols), taps, contributions), rows, cols)
+
+
+def _lower_max_pool_grad_grad(node):
+    """max_pool_grad_grad(x, m, gg) -> the sum over taps of switch(tap view of x == m, tap view
+    of gg, 0)"""
+    x, maxout, gg = node.inputs
+    p = node.op.params
+    gg = _same_shape(gg, _sizes(x), "MaxPoolGradGrad: gg must have the input's shape")
+    views = _pool_views(x, p, _max_fill(x.dtype))[0]
+    maxout = _same_shape(maxout, _sizes(views[0]),
+                         "MaxPoolGradGrad: the pooled value must have the pooled shape")
+    zero = np.array(0, dtype=node.outputs[0].dtype)
+    values = _pool_views(gg, p, 0)[0]
+    return functools.reduce(tm.add, [tm.switch(tm.eq(v, maxout), g, zero)
+                                     for v, g in zip(views, values)])
+
+
+def _lower_average_pool_grad(node):
+    """average_pool_grad(x, gz) -> crop(zeros + gz (divided by the window counts) added at
+    each tap's window cells); for windows that tile x, gz broadcast over x's tiles"""
+    x, gz = node.inputs
+    p, mode = node.op.params, node.op.mode
+    message = "AveragePoolGrad: the output gradient must have the pooled shape"
+    if _tiled(x, p):
+        gz = _same_shape(gz, _tiled_out_sizes(x, p), message)
+        if mode != "sum":  # every window counts all its kh * kw cells
+            gz = tm.true_div(gz, np.array(p.ws[0] * p.ws[1], dtype=gz.dtype))
+        *lead, oh, ow = _tiled_out_sizes(x, p)
+        return reshape(alloc(_per_tile(gz), *lead, oh, p.ws[0], ow, p.ws[1]), _sizes(x))
+    rows, cols = _pool_pads(x, p)
+    taps = _taps(p.ws, p.stride)
+    frame = _zero_frame(x, node.outputs[0].dtype, rows, cols)
+    gz = _divided_by_counts(_same_shape(gz, _sizes(frame[taps[0]]), message), x, p, mode)
+    return _cropped(_scatter(frame, taps, [gz] * len(taps)), rows, cols)
+
+
+# --- the rewrites -------------------------------------------------------------------------
+
+
+def _as_output(old, new):
+    """``new`` with ``old``'s dtype and with every static size either one knows."""
+    new = tm.cast(new, old.dtype)
+    shape = tuple(a if a is not None else b for a, b in zip(old.type.shape, new.type.shape))
+    return new if shape == new.type.shape else specify_shape(new, shape)
+
+
+def _lowering(op_type, lower):
+    """Register ``lower`` as the rewrite of the nodes of ``op_type`` (phase ``native``): the
+    node's output is replaced by ``lower(node)`` when its data (every input and output but
+    a shape vector) is float32 or float64 and ``lower`` does not give up."""
+
+    def rewrite(fgraph, node):
+        data = [v for v in node.inputs if v.ndim >= 2] + node.outputs
+        if any(v.dtype not in _DTYPES for v in data):
+            return None
+        try:
+            return [_as_output(node.outputs[0], lower(node))]
+        except _Unlowerable:
+            return None
+
+    rewrite.__name__ = f"lower_{op_type.__name__}"
+    rewrite.__doc__ = lower.__doc__
+    return register_rewrite(PHASE, CPU_ONLY, tracks=(op_type,))(rewrite)
+
+
+for _op_type, _lower in ((Conv2d, _lower_conv2d), (Conv2dGradWeights, _lower_conv2d_grad_weights),
+                         (Conv2dGradInputs, _lower_conv2d_grad_inputs), (Pool, _lower_pool),
+                         (MaxPoolGrad, _lower_max_pool_grad),
+                         (MaxPoolGradGrad, _lower_max_pool_grad_grad),
+                         (AveragePoolGrad, _lower_average_pool_grad)):
+    _lowering(_op_type, _lower)

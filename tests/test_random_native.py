@@ -1,0 +1,226 @@
+"""Random draws in the native back ends.
+
+The ``native`` rewriting phase expands uniform, normal and binomial draws into ordinary
+tensor ops (theanine.tensor.random.expand), so a function with draws runs as one native
+entry and gives mode 'py''s numbers call after call: bit for bit, except normal samples,
+which are within test_random.NATIVE_NORMAL_TOL (the back ends' log1p, cos and sin are
+not NumPy's). The random states advance exactly as ``perform`` advances them.
+"""
+
+import numpy as np
+import pytest
+
+import theanine
+import theanine.tensor as T
+from theanine.codegen import nvcc
+from theanine.tensor.random import RandomDraw, RandomStreams
+from theanine.tensor.random.expand import philox_rounds
+
+from test_cuda_mode import device  # noqa: F401  (a fixture: the emulated device, or a GPU)
+from test_random import KAT, assert_same_draw
+
+NATIVE = ["llvm", "c"]
+#: static sizes: several elements, an odd count (normal drops a sine), size 1, empty, 0-d
+SIZES = [(7,), (2, 3), (1,), (1, 1), (0,), (3, 0), ()]
+KINDS = ["uniform", "normal", "binomial"]
+
+
+def _draw(srng, kind, size, dtype):
+    if kind == "uniform":
+        return srng.uniform(size, low=-1.5, high=2.0, dtype=dtype)
+    if kind == "normal":
+        return srng.normal(size, avg=0.5, std=3.0, dtype=dtype)
+    return srng.binomial(size, p=0.3, dtype=dtype)
+
+
+def _build(mode, kind, dtype, seed=2025):
+    """A function of n drawing ``kind`` in every size of SIZES and in the symbolic (n, 2)."""
+    srng = RandomStreams(seed)
+    n = T.lscalar("n")
+    draws = [_draw(srng, kind, size, dtype) for size in SIZES + [(n, 2)]]
+    f = theanine.function([n], draws, mode=mode)
+    return f, [state for state, _ in srng.state_updates]
+
+
+def _check_native(f):
+    assert f.entry is not None, f.why_no_entry
+    assert f.fallbacks == []
+    assert not any(isinstance(node.op, RandomDraw) for node in f.graph.toposort())
+
+
+def _same_calls(f, ref, states, ref_states, mode, args_list, normal=()):
+    """Each call of ``f`` and ``ref`` gives the same draws and leaves the same states;
+    ``normal``: the positions of normal samples among the outputs (True: all of them)."""
+    for args in args_list:
+        for k, (got, want) in enumerate(zip(f(*args), ref(*args))):
+            assert_same_draw(got, want, mode, normal is True or k in normal)
+        for state, ref_state in zip(states, ref_states):
+            np.testing.assert_array_equal(state.get_value(), ref_state.get_value())
+
+
+@pytest.mark.parametrize("rounds", [10, 7])
+@pytest.mark.parametrize("mode", ["py"] + NATIVE)
+def test_symbolic_philox_gives_the_known_answers(mode, rounds):
+    counter, key = T.matrix(dtype="uint64"), T.matrix(dtype="uint64")
+    block = philox_rounds([counter[:, i] for i in range(4)], [key[:, 0], key[:, 1]], rounds)
+    f = theanine.function([counter, key], list(block), mode=mode)
+    cases = [case for case in KAT if case[0] == rounds]
+    counters = np.array([c for _, c, _, _ in cases], "uint64")
+    got = f(counters, np.array([k for _, _, k, _ in cases], "uint64"))
+    np.testing.assert_array_equal(np.stack(got, axis=1), [want for *_, want in cases])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("mode", NATIVE)
+def test_draws_match_py_call_after_call(mode, kind, dtype):
+    f, states = _build(mode, kind, dtype)
+    ref, ref_states = _build("py", kind, dtype)
+    _check_native(f)
+    # n = 3, then 1, then 0: every call reads new words and advances every state
+    normal = True if kind == "normal" else ()
+    _same_calls(f, ref, states, ref_states, mode, [(3,), (1,), (0,)], normal)
+
+
+@pytest.mark.parametrize("mode", NATIVE)
+def test_parameters_broadcast_and_trials(mode):
+    def build(mode):
+        srng = RandomStreams(77)
+        low, avg = T.dvector("low"), T.fmatrix("avg")
+        p, k = T.dvector("p"), T.lscalar("k")
+        draws = [srng.uniform((3, 4), low=low, high=low + 2.0),
+                 srng.uniform((5,), low=T.cast(low[0], "float32"), dtype="float32"),
+                 srng.normal((2, 3), avg=avg, std=2.0, dtype="float32"),
+                 srng.normal(avg=T.cast(avg, "float64")),  # size None: the parameter's shape
+                 srng.binomial((5, 3), p=p),
+                 srng.binomial((2, 3), n=4, p=p, dtype="int8"),
+                 srng.binomial((3,), n=k, p=0.6, dtype="float64")]
+        f = theanine.function([low, avg, p, k], draws, mode=mode)
+        return f, [state for state, _ in srng.state_updates]
+
+    f, states = build(mode)
+    ref, ref_states = build("py")
+    _check_native(f)
+    args = [(np.arange(4.0), np.ones((2, 3), "float32"), np.array([0.0, 0.5, 1.0]), 3),
+            (np.arange(4.0), np.ones((1, 1), "float32"), np.array([0.2, 0.9, 0.4]), 0)]
+    _same_calls(f, ref, states, ref_states, mode, args, normal=(2, 3))
+
+
+@pytest.mark.parametrize("mode", NATIVE)
+def test_dropout_has_a_native_entry_and_matches_py(mode, rng):
+    def build(mode):
+        srng = RandomStreams(1234)
+        x = T.fmatrix("x")
+        keep = 0.8
+        mask = srng.binomial(x.shape, p=keep, dtype=x.dtype)
+        return theanine.function([x], x * mask / keep, mode=mode)
+
+    f, ref = build(mode), build("py")
+    _check_native(f)
+    for shape in [(16, 33), (16, 33), (1, 5), (0, 4)]:
+        x = rng.standard_normal(shape).astype("float32")
+        got, want = f(x), ref(x)
+        np.testing.assert_array_equal(got, want)
+        if shape == (16, 33):
+            assert 0.1 < np.mean(got == 0) < 0.3  # about 1 - keep of the inputs are dropped
+
+
+@pytest.mark.parametrize("mode", NATIVE)
+def test_counters_carry_into_the_high_words(mode):
+    """States whose 64-bit and 128-bit counter halves overflow during the draw."""
+    def build(mode):
+        srng = RandomStreams(1)
+        draws = [srng.uniform((9,), dtype="float32"), srng.uniform((5,)), srng.normal((3,)),
+                 srng.binomial((6,), n=2, p=0.5)]
+        ends = [[0xFFFFFFFF] * 4, [0xFFFFFFFE, 0xFFFFFFFF, 3, 0], [0xFFFFFFFF, 0xFFFFFFFF, 7, 7],
+                [0xFFFFFFFD, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF]]
+        for (state, _), counter in zip(srng.state_updates, ends):
+            state.set_value(np.array([0x12345678, 0x9ABCDEF0] + counter, "uint32"))
+        return theanine.function([], draws, mode=mode), [s for s, _ in srng.state_updates]
+
+    (f, states), (ref, ref_states) = build(mode), build("py")
+    _check_native(f)
+    _same_calls(f, ref, states, ref_states, mode, [(), ()], normal=(2,))
+
+
+@pytest.mark.parametrize("mode", NATIVE)
+def test_invalid_draws_raise_as_in_py(mode):
+    srng = RandomStreams(0)
+    size, p, k = T.tensor(dtype="int64", shape=(1,)), T.dvector("p"), T.lscalar("k")
+    low = T.dvector("low")
+    f = theanine.function([size, p, k, low], [srng.binomial(size, n=k, p=p),
+                                              srng.uniform(size, low=low)], mode=mode)
+    _check_native(f)
+    ok = (np.array([3]), np.full(3, 0.5), 2, np.zeros(3))
+    assert [a.shape for a in f(*ok)] == [(3,), (3,)]
+    cases = [((np.array([-1]),) + ok[1:], "negative dimension in size"),
+             (ok[:1] + (np.array([0.5, 1.5, 0.5]),) + ok[2:], r"p must be in \[0, 1\]"),
+             (ok[:2] + (-1,) + ok[3:], "number of trials n must be >= 0"),
+             (ok[:3] + (np.zeros(2),), "cannot be broadcast"),
+             ((np.array([1]), np.full(1, 0.5), 2, np.zeros(3)), "cannot be broadcast")]
+    for args, message in cases:
+        with pytest.raises(ValueError, match=message):
+            f(*args)
+    # an empty draw reads no probability, as in perform
+    assert f(np.array([0]), np.array([]), 2, np.zeros(0))[0].shape == (0,)
+
+
+def test_rewrite_is_logged_and_py_keeps_perform():
+    srng = RandomStreams(3)
+    u = srng.uniform((4,))
+    native = theanine.function([], u, mode="llvm")
+    assert any(r.rewrite == "expand_random_draw" for r in native.rewrite_log)
+    reference = theanine.function([], u, mode="py")
+    assert [type(n.op).__name__ for n in reference.graph.toposort()] == ["Uniform"]
+
+
+@pytest.mark.parametrize("mode", NATIVE)
+def test_other_draws_stay_on_perform(mode):
+    def build(mode):
+        srng = RandomStreams(8)
+        draws = [srng.multinomial(n=5, pvals=[[0.2, 0.8], [0.5, 0.5]]), srng.choice((3,), a=6),
+                 srng.permutation(4), srng.uniform((3,), dtype="float16")]
+        return theanine.function([], draws, mode=mode)
+
+    f, ref = build(mode), build("py")
+    left = {n.op.dist for n in f.graph.toposort() if isinstance(n.op, RandomDraw)}
+    assert left == {"multinomial", "choice", "permutation", "uniform"}
+    for _ in range(2):
+        for got, want in zip(f(), ref()):
+            assert_same_draw(got, want, mode)
+
+
+def _cuda_source_function():
+    srng = RandomStreams(5)
+    x = T.fmatrix("x")
+    n = T.lscalar("n")
+    draws = [x * srng.binomial(x.shape, p=0.7, dtype="float32"), srng.uniform((n, 5)),
+             srng.normal((7,), dtype="float32"), srng.binomial((4,), n=3, p=0.25)]
+    return theanine.function([x, n], draws, mode="llvm")
+
+
+def test_cuda_source_renders_the_draws():
+    text = _cuda_source_function().source("cuda")
+    assert text.count("__global__") >= 4 and "3528531795" in text  # Philox's multiplier M0
+
+
+@pytest.mark.skipif(not nvcc.available(), reason="nvcc is not installed")
+def test_cuda_source_of_the_draws_compiles():
+    ptx = nvcc.compile_check(_cuda_source_function().source("cuda"), arch="sm_80",
+                             output="ptx").decode()
+    assert ".entry " in ptx
+
+
+def test_draws_in_cuda_mode_match_py(device):
+    def build(mode):
+        srng = RandomStreams(6)
+        x = T.fmatrix("x")
+        draws = [x * srng.binomial(x.shape, p=0.7, dtype="float32"), srng.uniform((3, 5)),
+                 srng.normal((7,), dtype="float64"), srng.binomial((4,), n=3, p=0.25)]
+        f = theanine.function([x], draws, mode=mode)
+        return f, [state for state, _ in srng.state_updates]
+
+    (f, states), (ref, ref_states) = build("cuda"), build("py")
+    assert not any(isinstance(node.op, RandomDraw) for node in f.graph.toposort())
+    x = np.ones((3, 4), "float32")
+    _same_calls(f, ref, states, ref_states, "cuda", [(x,), (x,)], normal=(2,))
