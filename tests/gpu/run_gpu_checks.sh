@@ -85,7 +85,8 @@ main() {
     step "theanine.codegen mapping" check_mapping || return 1
     step "GPU and toolchain" show_machine
     # the CPU emulation and the compile check of every opcode need no GPU (CI runs them)
-    step "CUDA tests" timeout 150 "$PYTHON" -m pytest -x -v -rs -p no:cacheprovider \
+    # -o addopts=: one process (the suite's own options ask for pytest-xdist's workers)
+    step "CUDA tests" timeout 150 "$PYTHON" -m pytest -o addopts= -x -v -rs -p no:cacheprovider \
         --durations=8 -k "not emulated and not every_opcode_and_reduction_compiles" \
         tests/test_cuda_mode.py tests/test_cuda_source.py
     step "MLP benchmark" timeout 60 "$PYTHON" tests/gpu/bench_mlp.py
