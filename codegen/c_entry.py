@@ -543,9 +543,12 @@ class _Steps:
     def _IncSubtensor(self, step):
         w = self.w
         x, y = self.views[step.x], self.views[step.y]
-        out = self._allocate(step.out, x.dims)
-        with self.work():
-            self._copy(step.copy, x, x.dims, out)
+        if self.k in self.life.in_place:  # x is dead after this step: update it where it lies
+            out = self.views[step.out] = _View(x.data, x.dims, x.strides)
+        else:
+            out = self._allocate(step.out, x.dims)
+            with self.work():
+                self._copy(step.copy, x, x.dims, out)
         region = self._index_view(out, step.items)
         w.require(w.all_of([str(len(y.dims) <= len(region.dims)).lower()] + [
             w.any_of([w.eq(n, "1"), w.eq(n, region.dims[len(region.dims) - len(y.dims) + d])])

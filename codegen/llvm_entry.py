@@ -624,8 +624,11 @@ class _Renderer:
     def _IncSubtensor(self, step):
         f = self.f
         x, y = self.views[step.x], self.views[step.y]
-        out = self._allocate(step.out, x.dims)
-        self._copy(step.copy, x, x.dims, out)
+        if self.k in self.life.in_place:  # x is dead after this step: update it where it lies
+            out = self.views[step.out] = _View(x.data, x.dims, x.strides)
+        else:
+            out = self._allocate(step.out, x.dims)
+            self._copy(step.copy, x, x.dims, out)
         region = self._index_view(out, step.items)
         f.require(f.all_of([f.any_of([f.eq(n, "1"), f.eq(n, region.dims[len(region.dims) - len(y.dims) + d])])
                             for d, n in enumerate(y.dims)] + [str(len(y.dims) <= len(region.dims)).lower()]))
@@ -983,7 +986,7 @@ class _Renderer:
     def _HostCall(self, step):
         """Pass the inputs as arrays (a view's array is made here, based on its root's),
         call, hold the returned arrays and check them as the outputs."""
-        f, L = self.f, pyentry.LAYOUT
+        f = self.f
         objects = []
         for j, b in enumerate(step.inputs):
             root = self.root[b]

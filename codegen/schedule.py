@@ -360,32 +360,43 @@ class Lifetimes:
     so that what the call returns may keep it alive), 'stack' (static and small) or
     'heap'. ``frees[k]``: heap and object buffers whose last reader is step ``k`` (an
     object is released, not freed). ``copy_frees[k]``: Reshape outputs whose contiguous
-    copy (made when their source is not contiguous) dies there.
+    copy (made when their source is not contiguous) dies there. ``in_place``: the
+    IncSubtensor steps that update their ``x`` where it lies instead of a copy of it
+    (``x`` is a heap buffer of the entry's own that nothing reads afterwards: the output
+    takes over its memory, and ``root[out]`` is ``x``'s root).
     """
 
     root: dict
     storage: dict
     frees: list
     copy_frees: list
+    in_place: frozenset = frozenset()
 
 
 def plan_lifetimes(schedule) -> Lifetimes:
     """The Lifetimes of ``schedule``: a buffer lives from its writer to its last reader, a
     view as long as its root; arguments, shared values, constants and results are kept."""
     s = schedule
+    keep = set(s.args) | set(s.shared) | {b for b, _ in s.constants} | set(s.results)
     root = {b: b for b in list(s.args) + list(s.shared) + [b for b, _ in s.constants]}
+    for step in s.steps:
+        for b in written(step):
+            root[b] = root[step.src] if isinstance(step, VIEW_STEPS + (Reshape,)) else b
+    objects = {b for step in s.steps if isinstance(step, HostCall) for b in step.outputs}
+    objects |= {root[b] for step in s.steps if isinstance(step, HostCall) for b in step.inputs}
+    storage = {b: "object" if b in objects and b not in keep else _storage(s, b)
+               for b in range(len(s.buffers))}
+    in_place = _in_place_updates(s, root, storage, keep)
     last = {}
     for k, step in enumerate(s.steps):
         for b in read(step):
             last[root[b]] = k
         for b in written(step):
-            root[b] = root[step.src] if isinstance(step, VIEW_STEPS + (Reshape,)) else b
+            if k in in_place:
+                root[b] = root[step.x]
+            elif isinstance(step, VIEW_STEPS + (Reshape,)):
+                root[b] = root[step.src]  # again: the source may be an in-place update
             last.setdefault(root[b], k)
-    objects = {b for step in s.steps if isinstance(step, HostCall) for b in step.outputs}
-    objects |= {root[b] for step in s.steps if isinstance(step, HostCall) for b in step.inputs}
-    keep = set(s.args) | set(s.shared) | {b for b, _ in s.constants} | set(s.results)
-    storage = {b: "object" if b in objects and b not in keep else _storage(s, b)
-               for b in range(len(s.buffers))}
     frees = [[] for _ in s.steps]
     for b, k in sorted(last.items()):
         if b not in keep and storage[b] in ("heap", "object"):
@@ -394,7 +405,33 @@ def plan_lifetimes(schedule) -> Lifetimes:
     for step in s.steps:
         if isinstance(step, Reshape):
             copy_frees[last[root[step.out]]].append(step.out)
-    return Lifetimes(root, storage, frees, copy_frees)
+    return Lifetimes(root, storage, frees, copy_frees, frozenset(in_place))
+
+
+def _in_place_updates(s, root, storage, keep) -> set:
+    """The IncSubtensor steps that may update ``x`` in place: ``x`` is read by that step
+    alone (nothing views it) and it is, or updates in place, a heap buffer of the
+    entry's own (not an argument, shared value, constant or result) that ``y`` and the
+    indices do not share memory with; the output is a heap buffer too."""
+    readers = {}
+    for step in s.steps:
+        for b in set(read(step)):
+            readers[b] = readers.get(b, 0) + 1
+    home = dict(root)  # buffer -> the buffer whose memory it ends up in
+    in_place, updated = set(), set()
+    for k, step in enumerate(s.steps):
+        if not isinstance(step, IncSubtensor):
+            continue
+        x, out = step.x, step.out
+        indices = [p for item in step.items for p in item[1:] if p is not None]
+        if ((x == root[x] or x in updated) and readers.get(x) == 1
+                and home[x] not in keep and storage[home[x]] == "heap"
+                and storage[out] == "heap" and out not in keep
+                and all(home[b] != home[x] for b in [step.y] + indices)):
+            in_place.add(k)
+            updated.add(out)
+            home[out] = home[x]
+    return in_place
 
 
 def _storage(schedule, b) -> str:

@@ -335,6 +335,38 @@ def test_set_and_inc_subtensor(rng, index, kind):
     np.testing.assert_allclose(f(xv, yv), want, rtol=1e-6)
 
 
+def _in_place_steps(f):
+    from theanine.codegen.schedule import plan_lifetimes
+    from theanine.compile.native import plan_kernels
+    from theanine.compile.scheduler import build_schedule
+    schedule = build_schedule(f.graph, plan_kernels(f.graph)[0])[0]
+    return len(plan_lifetimes(schedule).in_place)
+
+
+def test_updates_of_dead_intermediates_happen_in_place(rng):
+    """A chain of set/inc_subtensor on an intermediate nothing else reads updates it where it
+    lies; one whose input is read again afterwards works on a copy."""
+    x, y = T.dmatrix("x"), T.dvector("y")
+    a = T.exp(x)
+    b = T.inc_subtensor(a[1:], y)
+    c = T.set_subtensor(b[:, ::2], -1.0)
+    d = T.inc_subtensor(c[0], c[-1])  # the value is read from the buffer it updates: a copy
+    f = entry_only(compiled([x, y], T.sum(d, axis=0)))
+    assert _in_place_steps(f) == 2
+    xv, yv = rng.normal(size=(4, 5)), rng.normal(size=5)
+    want = np.exp(xv)
+    want[1:] += yv
+    want[:, ::2] = -1.0
+    want[0] += want[-1].copy()
+    np.testing.assert_allclose(f(xv, yv), want.sum(axis=0), rtol=1e-13)
+    g = entry_only(compiled([x, y], [T.sum(b, axis=0), T.sum(a, axis=0)]))  # a is read again
+    assert _in_place_steps(g) == 0
+    got = g(xv, yv)
+    np.testing.assert_allclose(got[1], np.exp(xv).sum(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(got[0], (np.exp(xv) + np.r_[[0], [1, 1, 1]][:, None] * yv).sum(axis=0),
+                               rtol=1e-13)
+
+
 def test_gradient_of_indexing_runs_natively(rng):
     x = T.dmatrix("x")
     cost = T.sum(T.exp(x[1:, 0]) ** 2) + T.sum(x[:, ::2])

@@ -51,20 +51,20 @@ and the lowered graph would not (a wrong size could broadcast) are checked by an
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 
 from theanine.rewriting.engine import register_rewrite
+from theanine.rewriting.lowering import (PHASE, Unlowerable, checked, eq, ge, product, size, sizes,
+                                          static)
 from theanine.tensor import math as tm
-from theanine.tensor.basic import alloc, assert_op, join
+from theanine.tensor.basic import alloc, join
 from theanine.tensor.nnet.conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights
-from theanine.tensor.shape import constant_entries, reshape, shape_i, specify_shape
+from theanine.tensor.shape import constant_entries, reshape, specify_shape
 from theanine.tensor.signal.pool import AveragePoolGrad, MaxPoolGrad, MaxPoolGradGrad, Pool
 from theanine.tensor.subtensor import inc_subtensor, set_subtensor
 
 #: the phase of these rewrites (rewriting.NATIVE_PHASES: run by the native modes only)
-PHASE = "native"
 #: the tag of lowerings meant for the CPU entry only: mode 'cuda' runs indexing and joins on
 #: the host, so there one op per tap would cost more than the convolution it replaces
 CPU_ONLY = "cpu_only"
@@ -74,63 +74,25 @@ MAX_TAPS = 64
 _DTYPES = ("float32", "float64")
 
 
-class _Unlowerable(Exception):
-    """The node is left as it is (its ``perform`` runs)."""
-
 
 # --- sizes and checks ---------------------------------------------------------------------
 
 
-def _size(v, axis):
-    """The size of ``v`` along ``axis``: an int when static, else a symbolic int64 scalar."""
-    s = v.type.shape[axis]
-    return s if s is not None else shape_i(v, axis)
 
 
-def _sizes(v):
-    """The sizes of ``v``, one per axis (ints or symbolic scalars)."""
-    return [_size(v, a) for a in range(v.ndim)]
-
-
-def _static(*sizes) -> bool:
-    """Whether every size is an int (known at build time)."""
-    return all(isinstance(s, (int, np.integer)) for s in sizes)
-
-
-def _product(*sizes):
-    """The product of sizes (ints or symbolic scalars); an int when every factor is."""
-    static = math.prod(int(s) for s in sizes if _static(s))
-    symbolic = [s for s in sizes if not _static(s)]
-    return tm.mul(*symbolic, np.int64(static)) if symbolic else static
 
 
 def _plus(size, k):
     """size + k for a size (int or symbolic) and an int ``k``."""
-    return size + k if _static(size) or k == 0 else tm.add(size, np.int64(k))
+    return size + k if static(size) or k == 0 else tm.add(size, np.int64(k))
 
 
-def _eq(a, b):
-    """a == b for sizes: a Python bool when both are ints, else a symbolic boolean."""
-    return bool(a == b) if _static(a, b) else tm.eq(a, b)
 
-
-def _ge(a, b):
-    """a >= b for sizes: a Python bool when both are ints, else a symbolic boolean."""
-    return bool(a >= b) if _static(a, b) else tm.ge(a, b)
-
-
-def _checked(v, conditions, message):
-    """``v``, checked at run time (an Assert) for the conditions that are symbolic; a
-    condition that is False already raises _Unlowerable, one that is True is dropped."""
-    if any(c is False for c in conditions):
-        raise _Unlowerable(message)
-    symbolic = [c for c in conditions if c is not True]
-    return assert_op(v, *symbolic, message=message) if symbolic else v
 
 
 def _same_shape(v, sizes, message):
     """``v`` checked to have the given sizes (ints or symbolic scalars), one per axis."""
-    return _checked(v, [_eq(_size(v, a), s) for a, s in enumerate(sizes)], message)
+    return checked(v, [eq(size(v, a), s) for a, s in enumerate(sizes)], message)
 
 
 # --- frames and windows -------------------------------------------------------------------
@@ -147,7 +109,7 @@ def _framed(x, fill, rows, cols):
     and ``cols`` = (left, right) cells added (``x`` itself when none are)."""
     if not any(rows + cols):
         return x
-    dims = _sizes(x)
+    dims = sizes(x)
     dims[-2], dims[-1] = _plus(dims[-2], sum(rows)), _plus(dims[-1], sum(cols))
     frame = alloc(np.array(fill, dtype=x.dtype), *dims)
     return set_subtensor(frame[..., _inner(rows), _inner(cols)], x)
@@ -160,7 +122,7 @@ def _zeros(dtype, dims):
 
 def _zero_frame(x, dtype, rows, cols):
     """Zeros of ``dtype`` shaped like ``_framed(x, 0, rows, cols)``."""
-    dims = _sizes(x)
+    dims = sizes(x)
     dims[-2], dims[-1] = _plus(dims[-2], sum(rows)), _plus(dims[-1], sum(cols))
     return _zeros(dtype, dims)
 
@@ -183,7 +145,7 @@ def _taps(ws, stride, dilation=(1, 1), before=(Ellipsis,)):
     then the rows' and the columns' slices."""
     (kh, kw), (sh, sw), (dh, dw) = ws, stride, dilation
     if kh * kw > MAX_TAPS:
-        raise _Unlowerable(f"a window of {kh} x {kw} taps (more than MAX_TAPS)")
+        raise Unlowerable(f"a window of {kh} x {kw} taps (more than MAX_TAPS)")
     eh, ew = (kh - 1) * dh + 1, (kw - 1) * dw + 1
     return [before + (_window_slice(i * dh, sh, eh), _window_slice(j * dw, sw, ew))
             for i in range(kh) for j in range(kw)]
@@ -205,8 +167,8 @@ def _pair_entries(shape):
 
 
 def _filter_size(kh, kw):
-    if not _static(kh, kw):
-        raise _Unlowerable("the filters' rows and columns are not static")
+    if not static(kh, kw):
+        raise Unlowerable("the filters' rows and columns are not static")
     return kh, kw
 
 
@@ -217,30 +179,30 @@ def _conv_pads(p, kh, kw):
 
 def _fits(rows, cols, p, kh, kw):
     """The conditions that the dilated filters fit in a padded input of ``rows`` x ``cols``."""
-    return [_ge(_plus(rows, 2 * p.pad(0, kh)), p.effective(0, kh)),
-            _ge(_plus(cols, 2 * p.pad(1, kw)), p.effective(1, kw))]
+    return [ge(_plus(rows, 2 * p.pad(0, kh)), p.effective(0, kh)),
+            ge(_plus(cols, 2 * p.pad(1, kw)), p.effective(1, kw))]
 
 
 def _columns(x, p, kh, kw):
     """im2col: (the column matrix (C * kh * kw, N * OH * OW), (N, OH, OW)). Row (c, i, j)
     holds the input cells that filter tap (c, i, j) multiplies, flip included."""
-    x = _checked(x, _fits(_size(x, 2), _size(x, 3), p, kh, kw),
+    x = checked(x, _fits(size(x, 2), size(x, 3), p, kh, kw),
                  "conv2d: the filters (with dilation) span more than the padded input")
     frame = _framed(x, 0, *_conv_pads(p, kh, kw)).dimshuffle(1, "x", 0, 2, 3)  # (C, 1, N, rows, cols)
     views = [frame[index] for index in _taps((kh, kw), p.subsample, p.filter_dilation)]
     if p.filter_flip:
         views.reverse()
-    n, oh, ow = (_size(views[0], a) for a in (2, 3, 4))
+    n, oh, ow = (size(views[0], a) for a in (2, 3, 4))
     stacked = join(1, *views) if len(views) > 1 else views[0]  # (C, taps, N, OH, OW)
-    return reshape(stacked, (_product(_size(x, 1), kh * kw), _product(n, oh, ow))), (n, oh, ow)
+    return reshape(stacked, (product(size(x, 1), kh * kw), product(n, oh, ow))), (n, oh, ow)
 
 
-def _by_group(g, product, *operands):
-    """``product`` of the operands ((matrix, rows per group) pairs), once per group on the
+def _by_group(g, multiply, *operands):
+    """``multiply`` of the operands ((matrix, rows per group) pairs), once per group on the
     group's block of rows of each, the results joined along the rows."""
     if g == 1:
-        return product(*(m for m, _ in operands))
-    return join(0, *[product(*(m[k * r:(k + 1) * r] for m, r in operands)) for k in range(g)])
+        return multiply(*(m for m, _ in operands))
+    return join(0, *[multiply(*(m[k * r:(k + 1) * r] for m, r in operands)) for k in range(g)])
 
 
 def _group_sizes(g, *sizes):
@@ -248,8 +210,8 @@ def _group_sizes(g, *sizes):
     when there are groups."""
     if g == 1:
         return sizes
-    if not _static(*sizes) or any(s % g for s in sizes):
-        raise _Unlowerable("groups need static channel and filter counts that they divide")
+    if not static(*sizes) or any(s % g for s in sizes):
+        raise Unlowerable("groups need static channel and filter counts that they divide")
     return tuple(s // g for s in sizes)
 
 
@@ -258,21 +220,21 @@ def _output_gradient(gz, n, f, oh, ow, order=(1, 0, 2, 3)):
     columns in the ``order`` of gz's axes that follow F."""
     gz = _same_shape(gz, (n, f, oh, ow), "conv2d: the output gradient's shape does not match "
                                          "the convolution's output")
-    return reshape(gz.dimshuffle(*order), (f, _product(n, oh, ow)))
+    return reshape(gz.dimshuffle(*order), (f, product(n, oh, ow)))
 
 
 def _lower_conv2d(node):
     """conv2d(x, W) -> (W.reshape(F, -1) @ im2col(x)).reshape(F, N, OH, OW).transpose(1, 0, 2, 3)"""
     x, w = (tm.cast(v, node.outputs[0].dtype) for v in node.inputs)
     p = node.op.params
-    f, cg, kh, kw = (_size(w, a) for a in range(4))
+    f, cg, kh, kw = (size(w, a) for a in range(4))
     _filter_size(kh, kw)
     (fg,) = _group_sizes(p.num_groups, f)
-    w = _checked(w, [_eq(_size(x, 1), _product(cg, p.num_groups))],
+    w = checked(w, [eq(size(x, 1), product(cg, p.num_groups))],
                  "conv2d: the input's channels do not match the filters' times num_groups")
     cols, (n, oh, ow) = _columns(x, p, kh, kw)
-    wmat = reshape(w, (f, _product(cg, kh * kw)))
-    out = _by_group(p.num_groups, tm.dot, (wmat, fg), (cols, _product(cg, kh * kw)))
+    wmat = reshape(w, (f, product(cg, kh * kw)))
+    out = _by_group(p.num_groups, tm.dot, (wmat, fg), (cols, product(cg, kh * kw)))
     return reshape(out, (f, n, oh, ow)).dimshuffle(1, 0, 2, 3)
 
 
@@ -281,11 +243,11 @@ def _lower_conv2d_grad_weights(node):
     x, gz = (tm.cast(v, node.outputs[0].dtype) for v in node.inputs[:2])
     p = node.op.params
     kh, kw = _filter_size(*_pair_entries(node.inputs[2]))
-    c, f = _size(x, 1), _size(gz, 1)
+    c, f = size(x, 1), size(gz, 1)
     cg, fg = _group_sizes(p.num_groups, c, f)
     cols, (n, oh, ow) = _columns(x, p, kh, kw)
     dy = _output_gradient(gz, n, f, oh, ow)
-    gw = _by_group(p.num_groups, lambda d, m: tm.dot(d, m.T), (dy, fg), (cols, _product(cg, kh * kw)))
+    gw = _by_group(p.num_groups, lambda d, m: tm.dot(d, m.T), (dy, fg), (cols, product(cg, kh * kw)))
     return reshape(gw, (f, cg, kh, kw))
 
 
@@ -295,20 +257,20 @@ def _lower_conv2d_grad_inputs(node):
     w, gz = (tm.cast(v, node.outputs[0].dtype) for v in node.inputs[:2])
     p = node.op.params
     shape = node.inputs[2]
-    f, cg, kh, kw = (_size(w, a) for a in range(4))
+    f, cg, kh, kw = (size(w, a) for a in range(4))
     _filter_size(kh, kw)
     (fg,) = _group_sizes(p.num_groups, f)
     h, wd = (e if e is not None else shape[a] for a, e in enumerate(_pair_entries(shape)))
-    gz = _checked(gz, _fits(h, wd, p, kh, kw),
+    gz = checked(gz, _fits(h, wd, p, kh, kw),
                   "conv2d: the filters (with dilation) span more than the padded input")
-    n, c = _size(gz, 0), _product(cg, p.num_groups)
+    n, c = size(gz, 0), product(cg, p.num_groups)
     rows, cols = _conv_pads(p, kh, kw)
     # (C, rows, columns, N): the cells a tap adds to are runs of OW * N (stride 1)
     frame = _zeros(w.dtype, (c, _plus(h, sum(rows)), _plus(wd, sum(cols)), n))
     taps = _taps((kh, kw), p.subsample, p.filter_dilation, before=(slice(None),))
-    oh, ow = (_size(frame[taps[0]], a) for a in (1, 2))
+    oh, ow = (size(frame[taps[0]], a) for a in (1, 2))
     dy = _output_gradient(gz, n, f, oh, ow, order=(1, 2, 3, 0))
-    wmat = reshape(w, (f, _product(cg, kh * kw)))
+    wmat = reshape(w, (f, product(cg, kh * kw)))
     blocks = _by_group(p.num_groups, lambda m, d: tm.dot(m.T, d), (wmat, fg), (dy, fg))
     blocks = reshape(blocks, (c, kh * kw, oh, ow, n))
     order = range(kh * kw - 1, -1, -1) if p.filter_flip else range(kh * kw)
@@ -327,8 +289,8 @@ def _pool_pads(x, p):
     if p.ignore_border:
         return (ph, ph), (pw, pw)
     h, w = x.type.shape[-2:]
-    if not _static(h, w):
-        raise _Unlowerable("ignore_border=False needs static image sizes")
+    if not static(h, w):
+        raise Unlowerable("ignore_border=False needs static image sizes")
     extra_h = max(0, (p.out_size(0, h) - 1) * sh + kh - h - 2 * ph)
     extra_w = max(0, (p.out_size(1, w) - 1) * sw + kw - w - 2 * pw)
     return (ph, ph + extra_h), (pw, pw + extra_w)
@@ -351,7 +313,7 @@ def _window_counts(x, p, include_pad, dtype):
     """The number of cells each window counts for an average, (OH, OW) in ``dtype``: the
     window sums of a frame of ones over the input (and over the padding, ``include_pad``)."""
     rows, cols = _pool_pads(x, p)
-    h, w = _size(x, x.ndim - 2), _size(x, x.ndim - 1)
+    h, w = size(x, x.ndim - 2), size(x, x.ndim - 1)
     one = np.array(1, dtype=dtype)
     if include_pad:
         (ph, pw) = p.pad
@@ -373,14 +335,14 @@ def _tiled(x, p) -> bool:
     """Whether the windows tile x's last two axes exactly: stride = window, no padding,
     static sizes that the window divides."""
     h, w = x.type.shape[-2:]
-    return (p.stride == p.ws and p.pad == (0, 0) and _static(h, w)
+    return (p.stride == p.ws and p.pad == (0, 0) and static(h, w)
             and h % p.ws[0] == 0 and w % p.ws[1] == 0)
 
 
 def _tiles(x, p):
     """``x`` (…, OH * kh, OW * kw) as (…, OH, kh, OW, kw), for _tiled windows."""
     (kh, kw), (h, w) = p.ws, x.type.shape[-2:]
-    return reshape(x, _sizes(x)[:-2] + [h // kh, kh, w // kw, kw])
+    return reshape(x, sizes(x)[:-2] + [h // kh, kh, w // kw, kw])
 
 
 def _per_tile(v):
@@ -392,7 +354,7 @@ def _per_tile(v):
 def _tiled_out_sizes(x, p):
     """The pooled sizes of x, for _tiled windows."""
     (kh, kw), (h, w) = p.ws, x.type.shape[-2:]
-    return _sizes(x)[:-2] + [h // kh, w // kw]
+    return sizes(x)[:-2] + [h // kh, w // kw]
 
 
 def _lower_pool(node):
@@ -426,9 +388,9 @@ def _lower_max_pool_grad(node):
     if _tiled(x, p):
         maxout, gz = (_same_shape(v, _tiled_out_sizes(x, p), message) for v in (maxout, gz))
         grad = tm.switch(tm.eq(_tiles(x, p), _per_tile(maxout)), _per_tile(gz), zero)
-        return reshape(grad, _sizes(x))
+        return reshape(grad, sizes(x))
     views, taps, rows, cols = _pool_views(x, p, _max_fill(x.dtype))
-    maxout, gz = (_same_shape(v, _sizes(views[0]), message) for v in (maxout, gz))
+    maxout, gz = (_same_shape(v, sizes(views[0]), message) for v in (maxout, gz))
     contributions = [tm.switch(tm.eq(v, maxout), gz, zero) for v in views]
     return _cropped(_scatter(_zero_frame(x, zero.dtype, rows, cols), taps, contributions), rows, cols)
 
@@ -438,9 +400,9 @@ def _lower_max_pool_grad_grad(node):
     of gg, 0)"""
     x, maxout, gg = node.inputs
     p = node.op.params
-    gg = _same_shape(gg, _sizes(x), "MaxPoolGradGrad: gg must have the input's shape")
+    gg = _same_shape(gg, sizes(x), "MaxPoolGradGrad: gg must have the input's shape")
     views = _pool_views(x, p, _max_fill(x.dtype))[0]
-    maxout = _same_shape(maxout, _sizes(views[0]),
+    maxout = _same_shape(maxout, sizes(views[0]),
                          "MaxPoolGradGrad: the pooled value must have the pooled shape")
     zero = np.array(0, dtype=node.outputs[0].dtype)
     values = _pool_views(gg, p, 0)[0]
@@ -459,11 +421,11 @@ def _lower_average_pool_grad(node):
         if mode != "sum":  # every window counts all its kh * kw cells
             gz = tm.true_div(gz, np.array(p.ws[0] * p.ws[1], dtype=gz.dtype))
         *lead, oh, ow = _tiled_out_sizes(x, p)
-        return reshape(alloc(_per_tile(gz), *lead, oh, p.ws[0], ow, p.ws[1]), _sizes(x))
+        return reshape(alloc(_per_tile(gz), *lead, oh, p.ws[0], ow, p.ws[1]), sizes(x))
     rows, cols = _pool_pads(x, p)
     taps = _taps(p.ws, p.stride)
     frame = _zero_frame(x, node.outputs[0].dtype, rows, cols)
-    gz = _divided_by_counts(_same_shape(gz, _sizes(frame[taps[0]]), message), x, p, mode)
+    gz = _divided_by_counts(_same_shape(gz, sizes(frame[taps[0]]), message), x, p, mode)
     return _cropped(_scatter(frame, taps, [gz] * len(taps)), rows, cols)
 
 
@@ -488,7 +450,7 @@ def _lowering(op_type, lower):
             return None
         try:
             return [_as_output(node.outputs[0], lower(node))]
-        except _Unlowerable:
+        except Unlowerable:
             return None
 
     rewrite.__name__ = f"lower_{op_type.__name__}"

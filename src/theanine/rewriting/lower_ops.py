@@ -37,22 +37,22 @@ broadcasting rules), and complex or float16 data, which native steps do not hold
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
 from theanine.gradient import ScalarGradOp
 from theanine.rewriting.engine import register_rewrite
+from theanine.rewriting.lowering import (PHASE, Unlowerable, checked, eq, product, size, sizes,
+                                          static)
 from theanine.tensor import math as tm
 from theanine.tensor.basic import (ARange, Eye, NotScalarConstantError, Repeat, Split, alloc, arange,
-                                   assert_op, get_scalar_constant_value, zeros)
+                                   get_scalar_constant_value, zeros)
 from theanine.tensor.elemwise import dimshuffle
 from theanine.tensor.math import Dot, MatMul
-from theanine.tensor.shape import constant_entries, flatten, reshape, shape_i
+from theanine.tensor.shape import constant_entries, flatten, reshape
 from theanine.tensor.subtensor import IncSubtensor, Subtensor, inc_subtensor
 
 #: the phase of these rewrites (rewriting.NATIVE_PHASES: run by the native modes only)
-PHASE = "native"
 #: integer dtypes that native steps read as sizes and indices
 _INDEX_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64")
 #: dtypes that native steps hold
@@ -60,60 +60,26 @@ _NATIVE_DTYPES = ("bool",) + _INDEX_DTYPES + ("uint64", "float32", "float64")
 _FULL = ("s", False, False, False)
 
 
-class _Unlowerable(Exception):
-    """The node is left as it is (its ``perform`` runs)."""
-
 
 # --- sizes and checks ---------------------------------------------------------------------
 
 
-def _size(v, axis):
-    """The size of ``v`` along ``axis``: an int when static, else a symbolic int64 scalar."""
-    s = v.type.shape[axis]
-    return s if s is not None else shape_i(v, axis)
 
 
-def _sizes(v):
-    """The sizes of ``v``, one per axis (ints or symbolic scalars)."""
-    return [_size(v, a) for a in range(v.ndim)]
 
 
-def _static(*sizes) -> bool:
-    """Whether every size is an int (known at build time)."""
-    return all(isinstance(s, (int, np.integer)) for s in sizes)
-
-
-def _product(*sizes):
-    """The product of sizes (ints or symbolic scalars); an int when every factor is."""
-    static = math.prod(int(s) for s in sizes if _static(s))
-    symbolic = [s for s in sizes if not _static(s)]
-    return tm.mul(*symbolic, np.int64(static)) if symbolic else static
-
-
-def _eq(a, b):
-    """a == b for sizes: a Python bool when both are ints, else a symbolic boolean."""
-    return a == b if _static(a, b) else tm.eq(a, b)
-
-
-def _checked(v, conditions, message):
-    """``v`` behind an Assert of the conditions that are symbolic (ValueError(``message``)
-    when one fails); a condition already False raises _Unlowerable, True ones are dropped."""
-    if any(c is False for c in conditions):
-        raise _Unlowerable(message)
-    symbolic = [c for c in conditions if c is not True]
-    return assert_op(v, *symbolic, message=message) if symbolic else v
 
 
 def _lowering(*op_types):
     """Register ``lower(node)`` (its docstring gives the identity) as the ``native`` rewrite
     of ``op_types``: the node's outputs are replaced by what it returns, unless it returns
-    None or raises _Unlowerable."""
+    None or raises Unlowerable."""
 
     def register(lower):
         def rewrite(fgraph, node):
             try:
                 return lower(node)
-            except _Unlowerable:
+            except Unlowerable:
                 return None
 
         rewrite.__name__ = lower.__name__
@@ -140,8 +106,8 @@ def lower_eye(node):
     n, m, k = node.inputs
     dtype = node.op.dtype
     message = "eye: negative dimensions are not allowed"
-    n = _checked(n, [_nonnegative(n)], message)
-    m = _checked(m, [_nonnegative(m)], message)
+    n = checked(n, [_nonnegative(n)], message)
+    m = checked(m, [_nonnegative(m)], message)
     rows, cols = arange(n, dtype="int64"), arange(m, dtype="int64")
     diagonal = tm.eq(tm.sub(dimshuffle(cols, ["x", 0]), dimshuffle(rows, [0, "x"])), k)
     if dtype == "bool":
@@ -160,9 +126,9 @@ def lower_float_arange(node):
     if dtype not in ("float32", "float64") or any(v.dtype not in _NATIVE_DTYPES for v in node.inputs):
         return None
     start, stop, step = (tm.cast(v, "float64") for v in node.inputs)
-    step = _checked(step, [tm.neq(step, 0)], "arange: step must not be zero")
+    step = checked(step, [tm.neq(step, 0)], "arange: step must not be zero")
     quotient = tm.true_div(tm.sub(stop, start), step)
-    quotient = _checked(quotient, [tm.lt(tm.abs(quotient), np.float64(2.0 ** 62))],
+    quotient = checked(quotient, [tm.lt(tm.abs(quotient), np.float64(2.0 ** 62))],
                         "arange: cannot compute the length (too large, infinite or nan)")
     i = arange(tm.maximum(tm.cast(tm.ceil(quotient), "int64"), np.int64(0)), dtype="int64")
     first, second = tm.cast(start, dtype), tm.cast(tm.add(start, step), dtype)
@@ -192,17 +158,17 @@ def lower_split(node):
     after an Assert that the sizes are n_splits non-negative counts adding up to its size"""
     x, sizes = node.inputs
     op = node.op
-    n = _size(x, op.axis)
+    n = size(x, op.axis)
     message = (f"split: the sizes do not partition axis {op.axis} (n_splits={op.n_splits} "
                f"non-negative sizes adding up to its size)")
     entries = constant_entries(sizes)
     if entries and None not in entries:
         if min(entries) < 0:
-            raise _Unlowerable(message)
-        x = _checked(x, [_eq(n, sum(entries))], message)
+            raise Unlowerable(message)
+        x = checked(x, [eq(n, sum(entries))], message)
         bounds = [0] + np.cumsum(entries).tolist()
     else:
-        sizes = _checked(sizes, [_eq(_size(sizes, 0), op.n_splits), tm.all(tm.ge(sizes, 0)),
+        sizes = checked(sizes, [eq(size(sizes, 0), op.n_splits), tm.all(tm.ge(sizes, 0)),
                                  tm.eq(tm.sum(sizes), n)], message)
         ends = tm.cumsum(sizes)
         bounds = [0] + [ends[k] for k in range(op.n_splits)]
@@ -231,22 +197,22 @@ def lower_repeat(node):
 
 def _repeat_each(x, r, axis):
     """repeat(x, r, axis) for a scalar count ``r``."""
-    r = _checked(r, [_nonnegative(r)], "repeat: negative repeat counts")
-    sizes = _sizes(x)
+    r = checked(r, [_nonnegative(r)], "repeat: negative repeat counts")
+    dims = sizes(x)
     wide = dimshuffle(x, list(range(axis + 1)) + ["x"] + list(range(axis + 1, x.ndim)))
-    tiled = alloc(wide, *sizes[:axis + 1], r, *sizes[axis + 1:])
-    return reshape(tiled, sizes[:axis] + [_product(sizes[axis], r)] + sizes[axis + 1:])
+    tiled = alloc(wide, *dims[:axis + 1], r, *dims[axis + 1:])
+    return reshape(tiled, dims[:axis] + [product(dims[axis], r)] + dims[axis + 1:])
 
 
 def _repeat_by_vector(x, repeats, axis):
     """repeat(x, repeats, axis) for a vector of counts (int64)."""
-    n, m = _size(x, axis), _size(repeats, 0)
-    repeats = _checked(repeats, [tm.all(tm.ge(repeats, np.int64(0)))], "repeat: negative repeat counts")
-    if _static(n, m) and n == m:
+    n, m = size(x, axis), size(repeats, 0)
+    repeats = checked(repeats, [tm.all(tm.ge(repeats, np.int64(0)))], "repeat: negative repeat counts")
+    if static(n, m) and n == m:
         counts = repeats
     else:
         message = "repeat: the repeat counts must be one count or one per element of the axis"
-        counts = alloc(_checked(repeats, [tm.or_(tm.eq(m, n), tm.eq(m, 1))], message), n)
+        counts = alloc(checked(repeats, [tm.or_(tm.eq(m, n), tm.eq(m, 1))], message), n)
     ends = tm.cumsum(counts)
     total = tm.sum(counts)
     starts = tm.sub(ends, counts)
@@ -324,7 +290,7 @@ def _vectors(arrays):
     if all(a.ndim == 1 for a in arrays):
         return arrays, None
     (a,) = arrays
-    return [flatten(a)], _sizes(a)
+    return [flatten(a)], sizes(a)
 
 
 def _move(ndim, start, count, to):
@@ -349,7 +315,7 @@ def lower_advanced_subtensor(node):
     out = Subtensor((("a",),) * len(vectors))(front, *vectors)
     nb = 1
     if array_sizes is not None:
-        out = reshape(out, array_sizes + _sizes(out)[1:])
+        out = reshape(out, array_sizes + sizes(out)[1:])
         nb = len(array_sizes)
     return [dimshuffle(out, _move(out.ndim, 0, nb, before))]
 
@@ -371,8 +337,8 @@ def lower_advanced_inc_subtensor(node):
     y = dimshuffle(y, ["x"] * (ndim - y.ndim) + list(range(y.ndim)))
     y = dimshuffle(y, _inverse(_move(ndim, 0, nb, before)))
     if array_sizes is not None:
-        rest = _sizes(y)[nb:]
-        y = reshape(alloc(y, *array_sizes, *rest), [_product(*array_sizes)] + rest)
+        rest = sizes(y)[nb:]
+        y = reshape(alloc(y, *array_sizes, *rest), [product(*array_sizes)] + rest)
     written = IncSubtensor((("a",),) * len(vectors), op.set_instead_of_inc)(front, y, *vectors)
     back = dimshuffle(written, _inverse(order))
     if region is x:
@@ -391,7 +357,7 @@ def _inverse(order):
 def _aligned(a, b, opname):
     """``a`` checked (Assert, ValueError) to have as many columns as ``b`` has rows."""
     message = f"{opname}: shapes are not aligned (the inner sizes differ)"
-    return _checked(a, [_eq(_size(a, a.ndim - 1), _size(b, max(b.ndim - 2, 0)))], message)
+    return checked(a, [eq(size(a, a.ndim - 1), size(b, max(b.ndim - 2, 0)))], message)
 
 
 def _summed_products(a, b, dtype):
@@ -402,8 +368,8 @@ def _summed_products(a, b, dtype):
         return tm.sum(tm.mul(a, b), axis=a.ndim - 1, dtype=dtype)
     if a.ndim >= 2:  # a (..., M, K, 1) against b (..., 1, K, N)
         b = dimshuffle(b, list(range(b.ndim - 2)) + ["x", b.ndim - 2, b.ndim - 1])
-    product = tm.mul(dimshuffle(a, list(range(a.ndim)) + ["x"]), b)
-    return tm.sum(product, axis=product.ndim - 2, dtype=dtype)
+    terms = tm.mul(dimshuffle(a, list(range(a.ndim)) + ["x"]), b)
+    return tm.sum(terms, axis=terms.ndim - 2, dtype=dtype)
 
 
 @_lowering(Dot)
@@ -453,16 +419,16 @@ def lower_matmul(node):
 
 def _rows_product(a, b):
     """a @ b for a batch ``a`` (..., M, K) and a matrix b: one (batch * M, K) @ (K, N)."""
-    sizes = _sizes(a)
-    rows = reshape(a, [_product(*sizes[:-1]), sizes[-1]])
-    return reshape(Dot()(rows, b), sizes[:-1] + [_size(b, 1)])
+    dims = sizes(a)
+    rows = reshape(a, [product(*dims[:-1]), dims[-1]])
+    return reshape(Dot()(rows, b), dims[:-1] + [size(b, 1)])
 
 
 def _columns_product(a, b):
     """a @ b for a matrix a and a batch ``b`` (..., K, N): one (M, K) @ (K, batch * N)."""
-    sizes = _sizes(b)
+    dims = sizes(b)
     batch = list(range(b.ndim - 2))
     columns = reshape(dimshuffle(b, [b.ndim - 2] + batch + [b.ndim - 1]),
-                      [sizes[-2], _product(*sizes[:-2], sizes[-1])])
-    out = reshape(Dot()(a, columns), [_size(a, 0)] + sizes[:-2] + [sizes[-1]])
+                      [dims[-2], product(*dims[:-2], dims[-1])])
+    out = reshape(Dot()(a, columns), [size(a, 0)] + dims[:-2] + [dims[-1]])
     return dimshuffle(out, [d + 1 for d in batch] + [0, b.ndim - 1])
