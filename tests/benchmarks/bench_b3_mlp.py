@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.benchmarks.common import (absent, check_close, guarded, import_jax, import_pytensor,
-                                     main, pytensor_function, row, theanine_impl, theanine_modes,
-                                     timeit_auto, try_import)
+from tests.benchmarks.common import (check_close, guarded, main, peer_rows, pytensor_function,
+                                     row, theanine_impl, theanine_modes, timeit_auto)
 
 TABLE = {"title": "B3 MLP training step: float32 784-256-256-10, batch 128, SGD",
          "unit": "ms", "extra": ["GFLOP/s"]}
@@ -158,23 +157,9 @@ def run(quick: bool) -> list[dict]:
             return timed(impl, first, lambda: train(X, y), f"updates, trust_input, {form}")
         rows.append(guarded(case, impl, body))
 
-    torch = try_import("torch")
-    if torch is None:
-        rows.append(absent(case, "torch"))
-    else:
-        rows.append(guarded(case, "torch", lambda: _torch(torch, init, X, y, timed)))
-
-    jax, jnp = import_jax()
-    if jax is None:
-        rows.append(absent(case, "jax"))
-    else:
-        rows.append(guarded(case, "jax", lambda: _jax(jax, jnp, init, X, y, timed)))
-
-    pytensor, pt, _ = import_pytensor()
-    if pytensor is None:
-        rows.append(absent(case, "pytensor"))
-    else:
-        rows.append(guarded(case, "pytensor", lambda: _pytensor(pytensor, pt, init, X, y, timed)))
+    rows += peer_rows(case, torch=lambda torch: _torch(torch, init, X, y, timed),
+                      jax=lambda jax, jnp: _jax(jax, jnp, init, X, y, timed),
+                      pytensor=lambda pytensor, pt: _pytensor(pytensor, pt, init, X, y, timed))
     return rows
 
 

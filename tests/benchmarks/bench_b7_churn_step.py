@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.benchmarks.common import (absent, check_close, guarded, import_jax, import_pytensor,
-                                     main, pytensor_function, row, theanine_impl, theanine_modes,
-                                     timeit_auto, try_import)
+from tests.benchmarks.common import (check_close, guarded, main, peer_rows, pytensor_function,
+                                     row, theanine_impl, theanine_modes, timeit_auto)
 
 TABLE = {"title": "B7 churn network training step: 11-6-6-1, batch 10, Adam, float32", "unit": "µs"}
 
@@ -138,34 +137,19 @@ def run(quick: bool) -> list[dict]:
                          "Adam via updates, trust_input")
         rows.append(guarded(case, impl, body))
 
-    torch = try_import("torch")
-    if torch is None:
-        rows.append(absent(case, "torch"))
-    else:
-        rows.append(guarded(case, "torch", lambda: _torch(torch, init, X, y, timed)))
-
-    jax, jnp = import_jax()
-    if jax is None:
-        rows.append(absent(case, "jax"))
-    else:
-        rows.append(guarded(case, "jax", lambda: _jax(jax, jnp, init, X, y, timed)))
-
-    pytensor, pt, _ = import_pytensor()
-    if pytensor is None:
-        rows.append(absent(case, "pytensor"))
-    else:
-        def body():
-            Xs, ys = pt.fmatrix("X"), pt.fmatrix("y")
-            ps = [pytensor.shared(p.copy(), shape=p.shape) for p in init]
-            cost = _cost(pt, lambda a: pt.maximum(a, 0), pt.sigmoid, Xs, ys, ps)
-            def pshared(v):  # static shapes, so that updates keep the shared variables' types
-                return pytensor.shared(v, shape=np.shape(v)) if np.ndim(v) else pytensor.shared(v)
-            updates = adam_updates(ps, pytensor.grad(cost, ps), pshared, pt,
-                                   np.zeros_like, np.float32(0))
-            train = pytensor_function([Xs, ys], cost, updates=updates)
-            return timed("pytensor", lambda: train(X, y), lambda: [p.get_value() for p in ps],
-                         "C back end, trust_input")
-        rows.append(guarded(case, "pytensor", body))
+    def pytensor_step(pytensor, pt):
+        Xs, ys = pt.fmatrix("X"), pt.fmatrix("y")
+        ps = [pytensor.shared(p.copy(), shape=p.shape) for p in init]
+        cost = _cost(pt, lambda a: pt.maximum(a, 0), pt.sigmoid, Xs, ys, ps)
+        def pshared(v):  # static shapes, so that updates keep the shared variables' types
+            return pytensor.shared(v, shape=np.shape(v)) if np.ndim(v) else pytensor.shared(v)
+        updates = adam_updates(ps, pytensor.grad(cost, ps), pshared, pt,
+                               np.zeros_like, np.float32(0))
+        train = pytensor_function([Xs, ys], cost, updates=updates)
+        return timed("pytensor", lambda: train(X, y), lambda: [p.get_value() for p in ps],
+                     "C back end, trust_input")
+    rows += peer_rows(case, torch=lambda torch: _torch(torch, init, X, y, timed),
+                      jax=lambda jax, jnp: _jax(jax, jnp, init, X, y, timed), pytensor=pytensor_step)
     return rows
 
 

@@ -19,9 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from tests.benchmarks.common import (absent, check_close, guarded, import_jax, import_pytensor,
-                                     main, pytensor_function, row, theanine_impl, theanine_modes,
-                                     timeit_auto, try_import)
+from tests.benchmarks.common import (check_close, guarded, main, peer_rows, pytensor_function,
+                                     row, theanine_impl, theanine_modes, timeit_auto)
 
 TABLE = {"title": "B8 CNN training step: float32 64x1x28x28, conv5x5(8)-pool-conv5x5(16)-pool-dense(10), SGD",
          "unit": "ms"}
@@ -185,23 +184,9 @@ def run(quick: bool) -> list[dict]:
         rows.append(guarded(case, impl, lambda mode=mode, impl=impl:
                             _theanine(mode, impl, init, X, y, timed)))
 
-    torch = try_import("torch")
-    if torch is None:
-        rows.append(absent(case, "torch"))
-    else:
-        rows.append(guarded(case, "torch", lambda: _torch(torch, init, X, y, timed)))
-
-    jax, jnp = import_jax()
-    if jax is None:
-        rows.append(absent(case, "jax"))
-    else:
-        rows.append(guarded(case, "jax", lambda: _jax(jax, jnp, init, X, y, timed)))
-
-    pytensor, pt, _ = import_pytensor()
-    if pytensor is None:
-        rows.append(absent(case, "pytensor"))
-    else:
-        rows.append(guarded(case, "pytensor", lambda: _pytensor(pytensor, pt, init, X, y, timed)))
+    rows += peer_rows(case, torch=lambda torch: _torch(torch, init, X, y, timed),
+                      jax=lambda jax, jnp: _jax(jax, jnp, init, X, y, timed),
+                      pytensor=lambda pytensor, pt: _pytensor(pytensor, pt, init, X, y, timed))
     return rows
 
 

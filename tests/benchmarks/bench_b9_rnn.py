@@ -20,9 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from tests.benchmarks.bench_b8_cnn import check_params
-from tests.benchmarks.common import (absent, check_close, guarded, import_jax, import_pytensor,
-                                     main, pytensor_function, row, theanine_impl, theanine_modes,
-                                     timeit_auto, try_import)
+from tests.benchmarks.common import (check_close, guarded, main, peer_rows, pytensor_function,
+                                     row, theanine_impl, theanine_modes, timeit_auto)
 
 TABLE = {"title": "B9 tanh RNN training step: float32, seq 50, batch 32, 64 -> 128 -> 10, MSE, SGD",
          "unit": "ms"}
@@ -109,23 +108,9 @@ def run(quick: bool) -> list[dict]:
         rows.append(guarded(case, impl, lambda mode=mode, impl=impl:
                             _theanine(mode, impl, init, X, tgt, timed)))
 
-    torch = try_import("torch")
-    if torch is None:
-        rows.append(absent(case, "torch"))
-    else:
-        rows.append(guarded(case, "torch", lambda: _torch(torch, init, X, tgt, timed)))
-
-    jax, jnp = import_jax()
-    if jax is None:
-        rows.append(absent(case, "jax"))
-    else:
-        rows.append(guarded(case, "jax", lambda: _jax(jax, jnp, init, X, tgt, timed)))
-
-    pytensor, pt, _ = import_pytensor()
-    if pytensor is None:
-        rows.append(absent(case, "pytensor"))
-    else:
-        rows.append(guarded(case, "pytensor", lambda: _pytensor(pytensor, pt, init, X, tgt, timed)))
+    rows += peer_rows(case, torch=lambda torch: _torch(torch, init, X, tgt, timed),
+                      jax=lambda jax, jnp: _jax(jax, jnp, init, X, tgt, timed),
+                      pytensor=lambda pytensor, pt: _pytensor(pytensor, pt, init, X, tgt, timed))
     return rows
 
 

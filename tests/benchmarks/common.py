@@ -174,6 +174,23 @@ def guarded(case, impl, body):
         return row(case, impl, None, f"error: {msg[:160]}")
 
 
+def peer_rows(case, torch=None, jax=None, pytensor=None) -> list:
+    """One row per peer of a benchmark case: ``torch(torch)``, ``jax(jax, jnp)`` and
+    ``pytensor(pytensor, pt)`` each measure that peer (guarded: an error becomes the row's
+    note); a peer that is not installed gets an 'absent' row."""
+    torch_module = try_import("torch")
+    jax_modules = import_jax()
+    pytensor_modules = import_pytensor()[:2]
+    rows = []
+    for name, measure, found in (("torch", torch, (torch_module,)), ("jax", jax, jax_modules),
+                                 ("pytensor", pytensor, pytensor_modules)):
+        if found[0] is None:
+            rows.append(absent(case, name))
+        else:
+            rows.append(guarded(case, name, lambda measure=measure, found=found: measure(*found)))
+    return rows
+
+
 # --------------------------------------------------------------------------- tables
 
 
