@@ -37,8 +37,8 @@ from theanine.codegen import c as crender
 from theanine.codegen.llvm import FLOATS, ITEMSIZE
 from theanine.codegen.llvm_entry import GEMM_GIL_RELEASE, LARGE_CALL_ELEMENTS
 from theanine.codegen.pyentry import GIL_RELEASE_SIZE
-from theanine.codegen.schedule import (VIEW_STEPS, ARange, Elementwise, Fill, HostCall, Index, Reduce, Reshape,
-                                       ShapeOf, plan_lifetimes, read, written)
+from theanine.codegen.schedule import (VIEW_STEPS, ARange, Elementwise, Fill, HostCall, Index, Loop, Reduce,
+                                       Reshape, ShapeOf, plan_lifetimes, read, walk, writers, written)
 
 _INT32_MAX = 2 ** 31 - 1
 _LITERAL = re.compile(r"-?\d+\Z")
@@ -211,6 +211,14 @@ def _describe(step) -> str:
     return f"{type(step).__name__}: b{outs} from b{ins}"
 
 
+def _nested(life) -> list:
+    """The Lifetimes of the bodies of ``life``'s loops, and of their loops', and so on."""
+    out = []
+    for inner in (life.loops or {}).values():
+        out += [inner] + _nested(inner)
+    return out
+
+
 # ---- the step renderer -----------------------------------------------------------------------
 
 class _Steps:
@@ -230,14 +238,18 @@ class _Steps:
         return self.life.storage[b]
 
     def render(self):
-        s, w, host = self.s, self.w, self.host
-        writer = s.writer()
-        for b in sorted({b for step in s.steps for b in written(step)}):
+        s, host = self.s, self.host
+        writer = writers(s.steps)
+        states = [b for step in walk(s.steps) if isinstance(step, Loop)
+                  for o in step.outputs if o.kind == "final" for _, b in o.taps]
+        for b in sorted(writer) + states:
             kind = self.storage(b)
-            if kind != "stack" and self.root.get(b) == b and not isinstance(s.steps[writer[b]], VIEW_STEPS):
+            if kind in ("heap", "result", "object") and self.root.get(b) == b and \
+                    not isinstance(writer.get(b), VIEW_STEPS):
                 self.owned[b] = kind
-        for b in (b for frees in self.life.copy_frees for b in frees):
-            self.owned[b] = "copy"  # a Reshape's output may own a contiguous copy of its source
+        for life in [self.life] + _nested(self.life):
+            for b in (b for frees in life.copy_frees for b in frees):
+                self.owned[b] = "copy"  # a Reshape's output may own a contiguous copy of its source
         host.begin(self)
         for k, b in enumerate(s.args):
             self.views[b] = host.argument(k, b, s.buffers[b])
@@ -252,13 +264,19 @@ class _Steps:
                 size *= n
             self.views[b] = _View(host.constant(b, key, buf), [str(n) for n in buf.shape], strides)
             self.contiguous[b] = "true"
-        for k, step in enumerate(s.steps):
-            self.k = k
-            w.raw(f"/* step {k}. {_describe(step)} */")
-            getattr(self, "_" + type(step).__name__)(step)
-            for b in self.life.frees[k] + self.life.copy_frees[k]:
-                host.release(b)
+        self._run(s.steps, self.life)
         host.end([self.views[b] for b in s.results])
+
+    def _run(self, steps, life):
+        """Render ``steps``, releasing each buffer after its last reader as ``life`` says."""
+        outer, self.life = self.life, life
+        for k, step in enumerate(steps):
+            self.k = k
+            self.w.raw(f"/* step {k}. {_describe(step)} */")
+            getattr(self, "_" + type(step).__name__)(step)
+            for b in life.frees[k] + life.copy_frees[k]:
+                self.host.release(b)
+        self.life = outer
 
     @contextlib.contextmanager
     def work(self):
@@ -282,10 +300,7 @@ class _Steps:
             w.raw(f"_Alignas(64) char stack{b}[{max(size, 1)}];")
             data = f"stack{b}"
         else:
-            total = "1"
-            for n in dims:
-                total = w.mul(total, n)
-            data = self.host.allocate(b, self.owned[b], dims, w.mul(total, str(itemsize)))
+            data = self.host.allocate(b, self.owned[b], dims, self._byte_size(dims, itemsize))
         strides, size = [], str(itemsize)
         for n in reversed(dims):
             strides.insert(0, size)
@@ -293,6 +308,17 @@ class _Steps:
         view = self.views[b] = _View(data, dims, strides)
         self.contiguous[b] = "true"
         return view
+
+    def _byte_size(self, dims, itemsize) -> str:
+        """The bytes of ``dims`` elements of ``itemsize``; sizes that are negative or whose
+        product overflows stop the call."""
+        w, total = self.w, str(itemsize)
+        for n in dims:
+            if not _LITERAL.match(n):
+                w.require(w.all_of([w.cmp(n, ">=", "0"),
+                                    w.cmp(total, "<=", f"INT64_MAX / ({n} == 0 ? 1 : {n})")]), "shape")
+            total = w.mul(total, n)
+        return total
 
     def _is_contiguous(self, b) -> str:
         """Whether buffer ``b`` is laid out in C order (size-1 dimensions may have any stride)."""
@@ -438,6 +464,11 @@ class _Steps:
         v, like = self.views[step.src], self.views[step.like]
         w.require(w.all_of([w.eq(a, b) for a, b in zip(v.dims, like.dims)]), "unsupported")
         self.views[step.out] = _View(v.data, like.dims, v.strides)
+
+    def _SumToDims(self, step):
+        w, v = self.w, self.views[step.src]
+        w.require(w.all_of([w.eq(n, self._scalar(d)) for n, d in zip(v.dims, step.dims)]), "unsupported")
+        self.views[step.out] = _View(v.data, v.dims, v.strides)
 
     def _ShapeOf(self, step):
         v = self.views[step.src]
@@ -781,6 +812,117 @@ class _Steps:
             st = w.mul(st, n)
         self.views[step.out] = _View(base, dims, out_strides)
         self.contiguous[step.out] = "true"
+
+    # loops
+    def _bind(self, b, v):
+        """Make ``v`` the view of the loop body's buffer ``b``, checking ``b``'s static sizes."""
+        w, dims = self.w, []
+        for n, static in zip(v.dims, self.s.buffers[b].shape):
+            if static is not None:
+                w.require(w.eq(n, str(static)), "shape")
+                n = str(static)
+            dims.append(n)
+        self.views[b] = _View(v.data, dims, v.strides)
+        self.contiguous.pop(b, None)
+
+    def _row(self, v, i) -> _View:
+        """Row ``i`` of the view ``v``."""
+        return _View(self.w.let(f"{v.data} + {self.w.mul(i, v.strides[0])}", "char *"), v.dims[1:],
+                     v.strides[1:])
+
+    def _contiguous_strides(self, dtype, dims) -> list:
+        w, strides, size = self.w, [], str(ITEMSIZE[dtype])
+        for n in reversed(dims):
+            strides.insert(0, size)
+            size = w.mul(size, n)
+        return strides
+
+    def _same_dims(self, a, b):
+        self.w.require(self.w.all_of([self.w.eq(x, y) for x, y in zip(a, b)]), "shape")
+
+    def _Loop(self, step):
+        """Set up the outputs, run the body once per step over views of the current rows and
+        states, then copy each step's values into their rows (a 'final' value becomes the
+        state: the old state is freed, nothing is copied)."""
+        w, host, life = self.w, self.host, self.life.loops[self.k]
+        n = self._scalar(step.n_steps)
+        w.require(w.cmp(n, ">=", "0"), "shape")
+        for outer, _ in step.sequences:
+            w.require(w.cmp(self.views[outer].dims[0], ">=", n), "shape")
+        if any(o.kind == "stacked" for o in step.outputs):
+            w.require(w.cmp(n, ">", "0"), "shape")
+        for outer, b in step.bindings:
+            self._bind(b, self.views[outer])
+        states = {}
+        for o in step.outputs:
+            if o.kind == "history":
+                init = self.views[o.init]
+                w.require(w.eq(init.dims[0], str(o.n_back)), "shape")
+                out = self._allocate(o.out, [w.let(f"{n} + {o.n_back}")] + init.dims[1:])
+                self._copy(o.init_copy, init, init.dims, _View(out.data, init.dims, out.strides))
+            elif o.kind == "final":
+                init, state = self.views[o.init], o.taps[0][1]
+                states[state] = self._allocate(state, init.dims)
+                self._copy(o.copy, init, init.dims, states[state])
+            else:
+                w.raw(f"char *loopdata{o.out} = NULL;")
+                for d in range(self.s.buffers[o.value].ndim):
+                    w.raw(f"int64_t loopdim{o.out}_{d} = 0;")
+        saved = dict(self.contiguous)
+        w.n += 1
+        t = f"i_step{w.n}"
+        w.open(f"for (int64_t {t} = 0; {t} < {n}; {t}++)")
+        for outer, b in step.sequences:
+            self._bind(b, self._row(self.views[outer], t))
+        for o in step.outputs:
+            for tap, b in o.taps:
+                if o.kind == "history":
+                    self._bind(b, self._row(self.views[o.out], w.let(f"{t} + {o.n_back + tap}")))
+                elif o.kind == "final":
+                    self._bind(b, _View(f"(char *)owned{b}", states[b].dims, states[b].strides))
+        self._run(step.body, life)
+        for o in step.outputs:
+            value = self.views[o.value]
+            if o.kind == "final":
+                state = o.taps[0][1]
+                self._same_dims(value.dims, states[state].dims)
+                w.raw(f"free(owned{state});")
+                w.raw(f"owned{state} = owned{o.value};")
+                w.raw(f"owned{o.value} = NULL;")
+                continue
+            if o.kind == "history":
+                row = self._row(self.views[o.out], w.let(f"{t} + {o.n_back}"))
+            else:
+                row = self._row(self._stacked_output(o, n, t, value), t)
+            self._same_dims(value.dims, row.dims)
+            self._copy(o.copy, value, row.dims, row)
+            if o.value in self.owned:
+                host.release(o.value)
+        w.close()
+        self.contiguous = saved
+        for o in step.outputs:
+            if o.kind == "final":
+                state = o.taps[0][1]
+                v = _View(f"(char *)owned{state}", states[state].dims, states[state].strides)
+                self._copy(o.copy, v, v.dims, self._allocate(o.out, v.dims))
+                host.release(state)
+            elif o.kind == "stacked":
+                dims = [n] + [f"loopdim{o.out}_{d}" for d in range(self.s.buffers[o.value].ndim)]
+                self.views[o.out] = _View(f"loopdata{o.out}", dims,
+                                          self._contiguous_strides(self.s.buffers[o.out].dtype, dims))
+                self.contiguous[o.out] = "true"
+
+    def _stacked_output(self, o, n, t, value) -> _View:
+        """The stacked output ``o``, allocated at step 0 with ``n`` rows shaped as ``value``."""
+        w = self.w
+        w.open(f"if ({t} == 0)")
+        out = self._allocate(o.out, [n] + value.dims)
+        w.raw(f"loopdata{o.out} = {out.data};")
+        for d, size in enumerate(value.dims):
+            w.raw(f"loopdim{o.out}_{d} = {size};")
+        w.close()
+        dims = [n] + [f"loopdim{o.out}_{d}" for d in range(len(value.dims))]
+        return _View(f"loopdata{o.out}", dims, self._contiguous_strides(self.s.buffers[o.out].dtype, dims))
 
     def _HostCall(self, step):
         for b, view in zip(step.outputs, self.host.host_call(self, step)):

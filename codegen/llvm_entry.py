@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from theanine.codegen import blas, llvm, pyentry
-from theanine.codegen.schedule import VIEW_STEPS, HostCall, Reshape, plan_lifetimes, written
+from theanine.codegen.schedule import (VIEW_STEPS, HostCall, Loop, Reshape, plan_lifetimes,
+                                       walk, writers)
 
 #: products with more multiply-adds than this release the GIL around the BLAS call
 GEMM_GIL_RELEASE = 1 << 15
@@ -164,18 +165,22 @@ class _Renderer:
         b_ptr = f(f"getelementptr i8, ptr %self, i64 {L['b_ptr']}")
         f.raw(f"%table = load ptr, ptr {b_ptr}")
         f.table_loaded = len(f.lines)  # where the table entries are loaded
-        for b in sorted({b for k in range(len(s.steps)) for b in written(s.steps[k])}):
+        writer = writers(s.steps)
+        states = [b for step in walk(s.steps) if isinstance(step, Loop)
+                  for o in step.outputs if o.kind == "final" for _, b in o.taps]
+        for b in sorted(writer) + states:
             kind = self.life.storage[b]
             if kind in ("heap", "result", "object") and self.root.get(b) == b and not isinstance(
-                    s.steps[s.writer()[b]], VIEW_STEPS):
+                    writer.get(b), VIEW_STEPS):
                 cell = f.alloca(f"owned{b}", "ptr")
                 f.raw(f"store ptr null, ptr {cell}")
                 self.owned[b] = (kind, cell)
         self.copy_cells, self.view_cells = {}, {}
-        for k, step in enumerate(s.steps):
+        for step in walk(s.steps):
             if isinstance(step, Reshape):
                 cell = self.copy_cells[step.out] = f.alloca(f"copy{step.out}", "ptr")
                 f.raw(f"store ptr null, ptr {cell}")
+        for k, step in enumerate(s.steps):  # loop bodies call nothing in Python
             if isinstance(step, HostCall):  # array objects made for the call's view arguments
                 for j, b in enumerate(step.inputs):
                     if self.root[b] != b:
@@ -199,19 +204,31 @@ class _Renderer:
             self._argument(f(f"call ptr {f.slot('PyList_GetItem')}(ptr {cell}, i64 0)"), b)
         for b, key in s.constants:
             self._constant(b, key)
-        for k, step in enumerate(s.steps):
-            self.k = k
-            getattr(self, "_" + type(step).__name__)(step)
-            for b in self.life.frees[k]:
-                kind, cell = self.owned[b]
-                release = "@free" if kind == "heap" else f.slot("Py_DecRef")
-                f.raw(f"call void {release}(ptr {f(f'load ptr, ptr {cell}')})")
-                f.raw(f"store ptr null, ptr {cell}")
-            for cell in [self.copy_cells[b] for b in self.life.copy_frees[k]]:
-                f.raw(f"call void @free(ptr {f(f'load ptr, ptr {cell}')})")
-                f.raw(f"store ptr null, ptr {cell}")
+        self._run(s.steps, self.life)
         self._return()
         self._bail()
+
+    def _run(self, steps, life):
+        """Render ``steps``, releasing each buffer after its last reader as ``life`` says."""
+        f, outer = self.f, self.life
+        self.life = life
+        for k, step in enumerate(steps):
+            self.k = k
+            getattr(self, "_" + type(step).__name__)(step)
+            for b in life.frees[k]:
+                self._release(b)
+            for cell in [self.copy_cells[b] for b in life.copy_frees[k]]:
+                f.raw(f"call void @free(ptr {f(f'load ptr, ptr {cell}')})")
+                f.raw(f"store ptr null, ptr {cell}")
+        self.life = outer
+
+    def _release(self, b):
+        """Free (or, for an array object, release) the memory owned by buffer ``b``."""
+        f = self.f
+        kind, cell = self.owned[b]
+        release = "@free" if kind == "heap" else f.slot("Py_DecRef")
+        f.raw(f"call void {release}(ptr {f(f'load ptr, ptr {cell}')})")
+        f.raw(f"store ptr null, ptr {cell}")
 
     def _argument(self, a, b):
         """Check the object ``a`` (borrowed) as the array for buffer ``b`` and read its fields."""
@@ -255,10 +272,7 @@ class _Renderer:
             size = int(np.prod(buf.shape, dtype=np.int64)) * itemsize
             data = f.alloca(f"stack{b}", f"[{max(size, 1)} x i8], align 64")
         elif kind == "heap":
-            total = "1"
-            for n in dims:
-                total = f.mul(total, n)
-            nbytes = f.mul(total, str(itemsize))
+            nbytes = self._byte_size(dims, itemsize)
             data = f(f"call ptr @malloc(i64 {f(f'add i64 {nbytes}, 1')})")
             f.require(f(f"icmp ne ptr {data}, null"))
             f.raw(f"store ptr {data}, ptr {self.owned[b][1]}")
@@ -283,6 +297,19 @@ class _Renderer:
         view = self.views[b] = _View(data, dims, strides)
         self.contiguous[b] = "true"
         return view
+
+    def _byte_size(self, dims, itemsize) -> str:
+        """The bytes of ``dims`` elements of ``itemsize``; sizes that are negative or whose
+        product overflows bail."""
+        f, total = self.f, str(itemsize)
+        for n in dims:
+            if n.isdigit():
+                total = f.mul(total, n)
+                continue
+            limit = f(f"sdiv i64 {2 ** 63 - 1}, {f.select(f.eq(n, '0'), '1', n)}")
+            f.require(f.all_of([f(f"icmp sge i64 {n}, 0"), f(f"icmp sle i64 {total}, {limit}")]))
+            total = f.mul(total, n)
+        return total
 
     def _is_contiguous(self, b) -> str:
         """Whether buffer ``b`` is laid out in C order (size-1 dimensions may have any stride)."""
@@ -511,6 +538,11 @@ class _Renderer:
         v, like = self.views[step.src], self.views[step.like]
         f.require(f.all_of([f.eq(a, b) for a, b in zip(v.dims, like.dims)]))
         self.views[step.out] = _View(v.data, like.dims, v.strides)
+
+    def _SumToDims(self, step):
+        f, v = self.f, self.views[step.src]
+        f.require(f.all_of([f.eq(n, self._scalar(d)) for n, d in zip(v.dims, step.dims)]))
+        self.views[step.out] = _View(v.data, v.dims, v.strides)
 
     def _ShapeOf(self, step):
         f = self.f
@@ -973,6 +1005,130 @@ class _Renderer:
         f.raw(f"%{head}_next = add i64 {i}, 1")
         f.raw(f"br label %{head}")
         f.start(done)
+
+    # ---- loops -----------------------------------------------------------------------------
+    def _bind(self, b, v):
+        """Make ``v`` the view of the loop body's buffer ``b``, checking ``b``'s static sizes."""
+        f = self.f
+        dims = []
+        for n, static in zip(v.dims, self.s.buffers[b].shape):
+            if static is not None:
+                f.require(f.eq(n, str(static)))
+                n = str(static)
+            dims.append(n)
+        self.views[b] = _View(v.data, dims, v.strides)
+        self.contiguous.pop(b, None)
+
+    def _row(self, v, i) -> _View:
+        """Row ``i`` (an i64 value) of the view ``v``."""
+        f = self.f
+        return _View(f(f"getelementptr i8, ptr {v.data}, i64 {f.mul(i, v.strides[0])}"), v.dims[1:],
+                     v.strides[1:])
+
+    def _contiguous_strides(self, dtype, dims) -> list:
+        f, strides, size = self.f, [], str(pyentry._ITEMSIZE[dtype])
+        for n in reversed(dims):
+            strides.insert(0, size)
+            size = f.mul(size, n)
+        return strides
+
+    def _Loop(self, step):
+        """Set up the outputs, run the body once per step over views of the current rows and
+        states, then copy each step's values into their rows (a 'final' value becomes the
+        state: the old state is freed, nothing is copied)."""
+        f, life = self.f, self.life.loops[self.k]
+        n = self._scalar(step.n_steps)
+        f.require(f(f"icmp sge i64 {n}, 0"))
+        for outer, _ in step.sequences:
+            f.require(f(f"icmp sge i64 {self.views[outer].dims[0]}, {n}"))
+        if any(o.kind == "stacked" for o in step.outputs):
+            f.require(f(f"icmp sgt i64 {n}, 0"))
+        for outer, b in step.bindings:
+            self._bind(b, self.views[outer])
+        states, cells = {}, {}
+        for o in step.outputs:
+            if o.kind == "history":
+                init = self.views[o.init]
+                f.require(f.eq(init.dims[0], str(o.n_back)))
+                out = self._allocate(o.out, [f(f"add i64 {n}, {o.n_back}")] + init.dims[1:])
+                self._copy(o.init_copy, init, init.dims, _View(out.data, init.dims, out.strides))
+            elif o.kind == "final":
+                init, state = self.views[o.init], o.taps[0][1]
+                states[state] = self._allocate(state, init.dims)
+                self._copy(o.copy, init, init.dims, states[state])
+            else:
+                rank = self.s.buffers[o.value].ndim
+                cells[o.out] = (f.alloca(f"loopdata{o.out}", "ptr"),
+                                [f.alloca(f"loopdim{o.out}_{d}", "i64") for d in range(rank)])
+        saved = dict(self.contiguous)
+        tag, before = f.label("scan"), f.block
+        f.raw(f"br label %{tag}_head")
+        f.start(f"{tag}_head")
+        t = f(f"phi i64 [0, %{before}], [%{tag}_next, %{tag}_latch]")
+        f.raw(f"br i1 {f(f'icmp slt i64 {t}, {n}')}, label %{tag}_body, label %{tag}_exit")
+        f.start(f"{tag}_body")
+        for outer, b in step.sequences:
+            self._bind(b, self._row(self.views[outer], t))
+        for o in step.outputs:
+            for tap, b in o.taps:
+                if o.kind == "history":
+                    self._bind(b, self._row(self.views[o.out], f(f"add i64 {t}, {o.n_back + tap}")))
+                elif o.kind == "final":
+                    data = f(f"load ptr, ptr {self.owned[b][1]}")
+                    self._bind(b, _View(data, states[b].dims, states[b].strides))
+        self._run(step.body, life)
+        for o in step.outputs:
+            value = self.views[o.value]
+            if o.kind == "final":
+                state = o.taps[0][1]
+                f.require(f.all_of([f.eq(x, y) for x, y in zip(value.dims, states[state].dims)]))
+                self._release(state)
+                moved = f(f"load ptr, ptr {self.owned[o.value][1]}")
+                f.raw(f"store ptr {moved}, ptr {self.owned[state][1]}")
+                f.raw(f"store ptr null, ptr {self.owned[o.value][1]}")
+                continue
+            if o.kind == "history":
+                row = self._row(self.views[o.out], f(f"add i64 {t}, {o.n_back}"))
+            else:
+                row = self._row(self._stacked_output(o, n, t, value, cells[o.out]), t)
+            f.require(f.all_of([f.eq(x, y) for x, y in zip(value.dims, row.dims)]))
+            self._copy(o.copy, value, row.dims, row)
+            if o.value in self.owned:
+                self._release(o.value)
+        f.raw(f"br label %{tag}_latch")
+        f.start(f"{tag}_latch")
+        f.raw(f"%{tag}_next = add i64 {t}, 1")
+        f.raw(f"br label %{tag}_head")
+        f.start(f"{tag}_exit")
+        self.contiguous = saved
+        for o in step.outputs:
+            if o.kind == "final":
+                state = o.taps[0][1]
+                v = _View(f(f"load ptr, ptr {self.owned[state][1]}"), states[state].dims, states[state].strides)
+                self._copy(o.copy, v, v.dims, self._allocate(o.out, v.dims))
+                self._release(state)
+            elif o.kind == "stacked":
+                data, dims = cells[o.out]
+                dims = [n] + [f(f"load i64, ptr {cell}") for cell in dims]
+                self.views[o.out] = _View(f(f"load ptr, ptr {data}"), dims,
+                                          self._contiguous_strides(self.s.buffers[o.out].dtype, dims))
+                self.contiguous[o.out] = "true"
+
+    def _stacked_output(self, o, n, t, value, cells) -> _View:
+        """The stacked output ``o``, allocated at step 0 with ``n`` rows shaped as ``value``."""
+        f = self.f
+        first, merge = f.label("stackfirst"), f.label("stacked")
+        f.raw(f"br i1 {f(f'icmp eq i64 {t}, 0')}, label %{first}, label %{merge}")
+        f.start(first)
+        out = self._allocate(o.out, [n] + value.dims)
+        f.raw(f"store ptr {out.data}, ptr {cells[0]}")
+        for size, cell in zip(value.dims, cells[1]):
+            f.raw(f"store i64 {size}, ptr {cell}")
+        f.raw(f"br label %{merge}")
+        f.start(merge)
+        dims = [n] + [f(f"load i64, ptr {cell}") for cell in cells[1]]
+        return _View(f(f"load ptr, ptr {cells[0]}"), dims,
+                     self._contiguous_strides(self.s.buffers[o.out].dtype, dims))
 
     # ---- calls back into Python ------------------------------------------------------------
     def _object(self, b) -> str:

@@ -94,6 +94,17 @@ class SumToShape:
 
 
 @dataclass(frozen=True)
+class SumToDims:
+    """``out`` is ``src`` summed to the sizes ``dims`` (0-d integer buffers, one per
+    dimension); the fast path handles only sizes equal to ``src``'s (a view) and bails
+    otherwise."""
+
+    src: int
+    dims: tuple
+    out: int
+
+
+@dataclass(frozen=True)
 class ShapeOf:
     """``out`` (an int64 vector) holds the sizes of ``src``."""
 
@@ -264,11 +275,51 @@ class HostCall:
     outputs: tuple
 
 
-STEP_TYPES = (Elementwise, Reduce, Gemm, DimShuffle, SumToShape, ShapeOf, Index, Fill, MakeVector,
+@dataclass(frozen=True)
+class LoopOutput:
+    """One output of a ``Loop`` (the kinds of a Scan's outputs, scan_module/op.py).
+
+    ``kind`` 'history': ``out`` holds ``init`` (``n_back`` rows) then one row per step;
+    'final': ``out`` holds the last state only (``init`` is the first); 'stacked': ``out``
+    stacks one row per step (no ``init``). ``taps``: ``(tap, body buffer)`` pairs, the
+    body buffer being the state at offset ``tap`` (negative) before the step. ``value``:
+    the body buffer holding the step's new value, written by a body step that allocates
+    it and read by no other output (a 'final' one is moved into the state, not copied).
+    ``copy``: a kernel copying elements of ``value``'s dtype and rank; ``init_copy`` (a
+    'history' output) one of ``out``'s rank, for the initial block."""
+
+    kind: str
+    init: object
+    n_back: int
+    taps: tuple
+    value: int
+    out: int
+    copy: str
+    init_copy: str = ""
+
+
+@dataclass(frozen=True)
+class Loop:
+    """A Scan run natively: ``body`` (steps over buffers of their own) runs ``n_steps`` (a
+    0-d integer buffer) times. ``sequences``: ``(outer, body)`` buffer pairs, the body
+    buffer being row ``t`` of the outer one at step ``t``; ``bindings``: ``(outer, body)``
+    pairs bound once (non-sequences); ``outputs``: one ``LoopOutput`` each. A negative
+    count, a sequence shorter than the count, an initial block of the wrong length or a
+    step value of another shape than its state bails. With a 'stacked' output a count
+    of 0 bails (the shape of an empty result is not known natively)."""
+
+    n_steps: int
+    sequences: tuple
+    bindings: tuple
+    outputs: tuple
+    body: tuple
+
+
+STEP_TYPES = (Elementwise, Reduce, Gemm, DimShuffle, SumToShape, SumToDims, ShapeOf, Index, Fill, MakeVector,
               Reshape, SpecifyShape, ARange, Join, IncSubtensor, ArgReduce, Gather, Scatter, CumOp, Check,
-              HostCall)
+              HostCall, Loop)
 #: steps whose output is a view of (shares memory with) their first input
-VIEW_STEPS = (DimShuffle, SumToShape, Index, SpecifyShape, Check)
+VIEW_STEPS = (DimShuffle, SumToShape, SumToDims, Index, SpecifyShape, Check)
 
 
 @dataclass(frozen=True)
@@ -314,6 +365,8 @@ def read(step) -> list:
         return [step.a, step.b]
     if isinstance(step, SumToShape):
         return [step.src, step.like]
+    if isinstance(step, SumToDims):
+        return [step.src, *step.dims]
     if isinstance(step, Index):
         return [step.src] + [p for item in step.items for p in item[1:] if p is not None]
     if isinstance(step, Fill):
@@ -334,6 +387,9 @@ def read(step) -> list:
         return [step.x, step.y, *step.indices]
     if isinstance(step, IncSubtensor):
         return [step.x, step.y] + [p for item in step.items for p in item[1:] if p is not None]
+    if isinstance(step, Loop):
+        return ([step.n_steps] + [outer for outer, _ in step.sequences + step.bindings]
+                + [o.init for o in step.outputs if o.init is not None])
     return [step.src]
 
 
@@ -343,7 +399,27 @@ def written(step) -> list:
         return list(step.outputs)
     if isinstance(step, Reduce):
         return [step.output]
+    if isinstance(step, Loop):
+        return [o.out for o in step.outputs]
     return [step.out]
+
+
+def walk(steps):
+    """Every step of ``steps``, those of loop bodies included (each after its loop)."""
+    for step in steps:
+        yield step
+        if isinstance(step, Loop):
+            yield from walk(step.body)
+
+
+def writers(steps) -> dict:
+    """buffer -> the step that writes it, over ``steps`` and the bodies of their loops."""
+    return {b: step for step in walk(steps) for b in written(step)}
+
+
+def loop_bound(step) -> list:
+    """The body buffers a Loop binds itself (sequence rows, non-sequences, state taps)."""
+    return [b for _, b in step.sequences + step.bindings] + [b for o in step.outputs for _, b in o.taps]
 
 
 #: buffers of at most this many bytes with static sizes live on the entry's stack
@@ -363,7 +439,9 @@ class Lifetimes:
     copy (made when their source is not contiguous) dies there. ``in_place``: the
     IncSubtensor steps that update their ``x`` where it lies instead of a copy of it
     (``x`` is a heap buffer of the entry's own that nothing reads afterwards: the output
-    takes over its memory, and ``root[out]`` is ``x``'s root).
+    takes over its memory, and ``root[out]`` is ``x``'s root). ``loops``: for each Loop
+    step, the Lifetimes of its body within one step (its ``root`` and ``storage`` are
+    these, shared).
     """
 
     root: dict
@@ -371,6 +449,7 @@ class Lifetimes:
     frees: list
     copy_frees: list
     in_place: frozenset = frozenset()
+    loops: dict = None
 
 
 def plan_lifetimes(schedule) -> Lifetimes:
@@ -386,6 +465,12 @@ def plan_lifetimes(schedule) -> Lifetimes:
     objects |= {root[b] for step in s.steps if isinstance(step, HostCall) for b in step.inputs}
     storage = {b: "object" if b in objects and b not in keep else _storage(s, b)
                for b in range(len(s.buffers))}
+    loops = {}
+    for k, step in enumerate(s.steps):
+        if isinstance(step, Loop):
+            for o in step.outputs:  # allocated inside the loop's scope, used after it
+                storage[o.out] = "heap" if storage[o.out] == "stack" else storage[o.out]
+            loops[k] = _plan_loop(s, step, root, storage)
     in_place = _in_place_updates(s, root, storage, keep)
     last = {}
     for k, step in enumerate(s.steps):
@@ -405,7 +490,32 @@ def plan_lifetimes(schedule) -> Lifetimes:
     for step in s.steps:
         if isinstance(step, Reshape):
             copy_frees[last[root[step.out]]].append(step.out)
-    return Lifetimes(root, storage, frees, copy_frees, frozenset(in_place))
+    return Lifetimes(root, storage, frees, copy_frees, frozenset(in_place), loops)
+
+
+def _plan_loop(schedule, step, root, storage) -> Lifetimes:
+    """The Lifetimes of ``step``'s body over one step, its buffers' roots and storage merged
+    into ``root`` and ``storage``. Buffers from outside the body and those the loop binds
+    are kept; the step's values are kept too (the loop copies or moves them after the
+    body), each a heap buffer when it is a 'final' state's (moved into the state, which
+    is a heap buffer of the loop's own), else as small ones may be, on the stack."""
+    body_written = {b for st in walk(step.body) for b in written(st)}
+    bound = {b for st in walk([step]) if isinstance(st, Loop) for b in loop_bound(st)}
+    outside = bound | {b for st in step.body for b in read(st)} - body_written
+    values = tuple(o.value for o in step.outputs)
+    body = Schedule(schedule.buffers, tuple(sorted(outside)), (), (), step.body, values, len(values), False)
+    life = plan_lifetimes(body)
+    for o in step.outputs:
+        life.storage[o.value] = "heap" if o.kind == "final" else _scratch(schedule.buffers[o.value])
+        for _, b in o.taps:
+            life.storage[b] = "heap" if o.kind == "final" else "view"
+    for _, b in step.sequences + step.bindings:
+        life.storage[b] = "view"
+    for b in body_written | bound:
+        root[b] = life.root.get(b, b)
+        storage[b] = life.storage[b]
+    life.root, life.storage = root, storage
+    return life
 
 
 def _in_place_updates(s, root, storage, keep) -> set:
@@ -437,7 +547,11 @@ def _in_place_updates(s, root, storage, keep) -> set:
 def _storage(schedule, b) -> str:
     if b in schedule.results:
         return "result"
-    buf = schedule.buffers[b]
+    return _scratch(schedule.buffers[b])
+
+
+def _scratch(buf) -> str:
+    """Where a buffer the entry computes and does not return lives: 'stack' or 'heap'."""
     if all(isinstance(n, int) for n in buf.shape):
         if int(np.prod(buf.shape, dtype=np.int64)) * np.dtype(buf.dtype).itemsize <= STACK_BYTES:
             return "stack"

@@ -370,7 +370,7 @@ def test_a_scan_left_open_runs_in_the_enclosing_mode(mode, rng):
     a = rng.normal(size=(3, 4))
     np.testing.assert_allclose(run(mode, [m], out, a), a.sum(axis=1))
     (inner,) = [n.op for n in scan_node(out).op.fgraph.apply_nodes if isinstance(n.op, Scan)]
-    assert set(inner._compiled) == {mode}
+    assert set(inner._rewritten) == {mode}  # looped natively or compiled, for the mode
     x = T.dvector("x")
     doubled, _ = scan(lambda v: v * 2, sequences=x)
     node = doubled.owner

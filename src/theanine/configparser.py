@@ -13,6 +13,7 @@ import os
 _VALID = {
     "floatX": ("float64", "float32", "float16"),
     "mode": ("llvm", "c", "py", "FAST_COMPILE", "FAST_RUN"),
+    "malloc_tuning": ("on", "off"),
 }
 
 
@@ -31,6 +32,8 @@ class Config:
         "cxx": "C compiler command used by the C back end",
         "cflags": "flags passed to the C compiler",
         "compute_test_value": "unused; accepted for compatibility with Theano scripts",
+        "malloc_tuning": "'on': when native code first loads, glibc's malloc keeps freed memory "
+                         "for reuse (see theanine.compile.memory); 'off': malloc is left alone",
     }
 
     def __init__(self):
@@ -41,6 +44,7 @@ class Config:
             "cxx": "cc",
             "cflags": "-O3 -march=native",
             "compute_test_value": "off",
+            "malloc_tuning": "on",
         })
         self._apply_flags(os.environ.get("THEANINE_FLAGS", ""))
 

@@ -346,12 +346,19 @@ class Function:
             new_values.append(value)
         return self._finish(outputs, values, shared_values + new_values)
 
-    def _retry_canonical(self, entry, args):
-        """Call ``entry`` again if some array (an argument or a shared value) carried a copy of
-        its dtype object rather than NumPy's own, as unpickled arrays do: the entry checks
+    def _retry_canonical(self, entry, original):
+        """Call ``entry`` again with the arguments it takes only as arrays of their dtype
+        (Python numbers and lists, NumPy scalars, other dtypes) converted as the
+        node-by-node path converts them (raising its errors), and arrays
+        (arguments or shared values) that carried a copy of their dtype object rather than
+        NumPy's own, as unpickled arrays do, viewed with NumPy's own: the entry checks
         dtypes by identity. NotImplemented when nothing changed or the entry declines again."""
+        args = original
+        if len(args) == len(self._ins) and not self.trust_input:
+            args = [a if type(a) is np.ndarray and a.dtype == getattr(spec.variable.type, "numpy_dtype", None)
+                    else self._filter(k, a) for k, (a, spec) in enumerate(zip(args, self._ins))]
         fixed = [_canonical(a) for a in args]
-        changed = any(f is not a for f, a in zip(fixed, args))
+        changed = any(f is not a for f, a in zip(fixed, original))
         for var in self._shared:
             value = var.container[0]
             canonical = _canonical(value)

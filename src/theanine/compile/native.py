@@ -201,7 +201,7 @@ def render_function(fgraph, target, interface=None) -> RenderedProgram:
         try:
             schedule, constants, extra, copied = build_schedule(
                 fgraph, planned, interface.get("n_args"), interface.get("n_outputs"),
-                interface.get("single", False))
+                interface.get("single", False), target=target)
             why_no_entry = None
         except NotSchedulable as exc:
             why_no_entry = str(exc)
@@ -244,6 +244,8 @@ class NativeProgram:
 
     def _load(self, rendered, interface):
         """Compile (or take from the disk cache) and load the code: kernel thunks and entry."""
+        from theanine.compile.memory import keep_freed_memory
+        keep_freed_memory()
         entry_name = rendered.entry_name
         symbols = [info.name for info in self.kernels] + ([entry_name] if entry_name else [])
         addresses = _compiler(self.target)(self.source, symbols)

@@ -13,6 +13,8 @@ node by node; ``build_schedule`` says which node stopped it.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from theanine.codegen import lower
@@ -21,9 +23,10 @@ from theanine.codegen.ir import ReduceKernel
 from theanine.graph.basic import Constant
 from theanine.codegen.ir import Instr, ScalarProgram
 from theanine.tensor.basic import Alloc, ARange, Assert, Join
-from theanine.tensor.elemwise import DimShuffle, SumTo
+from theanine.tensor.elemwise import DimShuffle, SumTo, SumToShape
 from theanine.tensor.math import ArgReduce, CumOp, Dot
 from theanine.tensor.shape import MakeVector, Reshape, Shape, SpecifyShape
+from theanine.scan_module.op import HISTORY, Scan, resolve_mode
 from theanine.tensor.subtensor import IncSubtensor, Subtensor
 
 _INTS = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64")
@@ -38,9 +41,10 @@ class NotSchedulable(Exception):
 
 
 class _Builder:
-    def __init__(self, planned_by_node, next_kernel, host_calls):
+    def __init__(self, planned_by_node, next_kernel, host_calls, target):
         self.buffers, self.index = [], {}
         self.host_calls = host_calls
+        self.target = target  # loops are built for 'llvm' and 'c' only
         self.writer = {}  # buffer -> the step that writes it
         self.steps, self.constants, self.arrays = [], [], {}
         self.planned = planned_by_node
@@ -92,6 +96,8 @@ class _Builder:
             step = S.DimShuffle(ins[0], outs[0], tuple(op.new_order))
         elif isinstance(op, SumTo):
             step = S.SumToShape(ins[0], ins[1], outs[0])
+        elif isinstance(op, SumToShape) and _integers(node.inputs[1:]):
+            step = S.SumToDims(ins[0], tuple(ins[1:]), outs[0])
         elif isinstance(op, Shape):
             step = S.ShapeOf(ins[0], outs[0])
         elif isinstance(op, Subtensor) and _basic(op):
@@ -125,6 +131,8 @@ class _Builder:
             step = S.Fill(self.copy_kernel(self.buffers[outs[0]]), ins[0], tuple(ins[1:]), outs[0])
         elif isinstance(op, MakeVector) and op.dtype in _INTS and _integers(node.inputs):
             step = S.MakeVector(tuple(ins), outs[0])
+        elif isinstance(op, MakeVector) and ins:
+            step = self.stacked_scalars(node, ins, outs[0])
         elif isinstance(op, Reshape) and _integers(node.inputs[1:]):
             step = S.Reshape(self.copy_kernel(self.buffers[ins[0]]), ins[0], ins[1], outs[0])
         elif isinstance(op, Assert):
@@ -133,6 +141,8 @@ class _Builder:
             step = S.SpecifyShape(ins[0], outs[0], tuple(op.shape))
         elif isinstance(op, ARange) and op.dtype in _INTS and _integers(node.inputs):
             step = S.ARange(*ins, outs[0])
+        elif isinstance(op, Scan) and self.target is not None:
+            step = self.loop_or_host_call(node, ins, outs)
         else:
             step = self.host_call(node, ins, outs)
         self.append(step)
@@ -151,6 +161,74 @@ class _Builder:
         key = f"host:{sum(k.startswith('host:') for k in self.arrays)}"
         self.arrays[key] = node
         return S.HostCall(key, tuple(self.host_input(b) for b in ins), tuple(outs))
+
+    def stacked_scalars(self, node, ins, out):
+        """A Join of the 0-d buffers ``ins`` viewed as vectors of one element (a MakeVector
+        of floats, or converting its items)."""
+        rows = []
+        for b in ins:
+            self.buffers.append(S.Buffer(self.buffers[b].dtype, 1, (1,)))
+            rows.append(len(self.buffers) - 1)
+            self.append(S.DimShuffle(b, rows[-1], ("x",)))
+        kernels = tuple(self.kernel(_convert(v.dtype, node.outputs[0].dtype), 1) for v in node.inputs)
+        return S.Join(kernels, tuple(rows), 0, out)
+
+    def loop_or_host_call(self, node, ins, outs):
+        """A Loop running the Scan ``node``'s step graph natively, or a HostCall when its
+        step does not schedule without calls into Python (everything the attempt added
+        is taken back)."""
+        saved = (len(self.buffers), dict(self.index), len(self.constants), dict(self.arrays),
+                 len(self.extra_kernels), dict(self.copy_kernels), dict(self.writer), self.steps)
+        try:
+            return self.loop(node, ins, outs)
+        except NotSchedulable:
+            n_buffers, index, n_constants, arrays, n_kernels, copies, writer, steps = saved
+            del self.buffers[n_buffers:], self.constants[n_constants:], self.extra_kernels[n_kernels:]
+            self.index, self.arrays, self.copy_kernels, self.writer = index, arrays, copies, writer
+            self.steps, self.host_calls = steps, True
+            return self.host_call(node, ins, outs)
+
+    def loop(self, node, ins, outs):
+        """The Loop step of the Scan ``node`` (inputs ``ins``, outputs ``outs``)."""
+        from theanine.compile.native import plan_kernels
+        op = node.op
+        if op.as_while:
+            raise NotSchedulable(f"{op} stops on a condition")
+        if resolve_mode(op.mode or self.target) != self.target:
+            raise NotSchedulable(f"{op} runs its step in mode {op.mode!r}")
+        graph = op.step_graph(self.target)
+        planned, _ = plan_kernels(graph)
+        for p in planned:
+            name = f"__KERNEL{self.next_kernel + len(self.extra_kernels)}__"
+            kernel = dataclasses.replace(p.kernel, name=name)
+            self.extra_kernels.append((kernel, p.inner_broadcast))
+            self.planned[p.node] = dataclasses.replace(p, kernel=kernel)
+        outer_steps, self.steps, self.host_calls = self.steps, [], False
+        inner = [self.buffer(v) for v in graph.inputs]
+        n_seqs, first_non_seq = op.n_seqs, op.n_seqs + op.n_states
+        sequences = tuple(zip(ins[1:1 + n_seqs], inner[:n_seqs]))
+        bindings = tuple(zip(ins[op.non_seq_start:], inner[first_non_seq:]))
+        for inner_node in graph.toposort():
+            self.node(inner_node)
+        outputs, values = [], set()
+        for o, spec in enumerate(op.output_specs):
+            value = self.buffer(graph.outputs[o])
+            if not isinstance(self.writer.get(value), _ALLOCATING) or value in values:
+                value = self.copy_of(value)  # a value the loop can copy or move on its own
+            values.add(value)
+            row = S.Buffer(self.buffers[value].dtype, self.buffers[value].ndim, ())
+            taps = tuple((k, inner[p]) for p, k in zip(op.state_positions(o), spec.taps))
+            init = ins[op.init_index(o)] if spec.recurrent else None
+            init_copy = self.copy_kernel(self.buffers[outs[o]]) if spec.kind == HISTORY else ""
+            outputs.append(S.LoopOutput(spec.kind, init, spec.n_back, taps, value, outs[o],
+                                        self.copy_kernel(row), init_copy))
+        body = tuple(self.steps)
+        self.steps, self.host_calls = outer_steps, True
+        for v in graph.variables:  # a second node of this op gets buffers of its own
+            self.index.pop(v, None)
+        for p in planned:
+            del self.planned[p.node]
+        return S.Loop(ins[0], sequences, bindings, tuple(outputs), body)
 
     def host_input(self, b) -> int:
         """``b``, or a copy of it when its memory is not an array the entry can hand to
@@ -244,7 +322,8 @@ _ALLOCATING = (S.Elementwise, S.Reduce, S.Gemm, S.Join, S.IncSubtensor, S.ArgRed
                S.Scatter)
 
 
-def build_schedule(fgraph, planned, n_args=None, n_outputs=None, single=False, host_calls=True):
+def build_schedule(fgraph, planned, n_args=None, n_outputs=None, single=False, host_calls=True,
+                   target=None):
     """(Schedule, table values by key, extra copy kernels, indices of the outputs that are
     copies) for ``fgraph`` whose kernels are ``planned`` (named ``__KERNEL{k}__`` in
     order); raises NotSchedulable. The table values are constant arrays (``const:k``) and,
@@ -254,10 +333,11 @@ def build_schedule(fgraph, planned, n_args=None, n_outputs=None, single=False, h
     (default: all), the others shared variables; the first ``n_outputs`` graph outputs
     are returned (default: all), the others update the shared variables. An output that
     is not freshly computed (an input, a constant, a view, a repeated output) is copied,
-    so results never alias."""
+    so results never alias. With a ``target`` ('llvm' or 'c'), a Scan whose step schedules
+    becomes a Loop over its step graph rewritten for that target."""
     n_args = len(fgraph.inputs) if n_args is None else n_args
     n_outputs = len(fgraph.outputs) if n_outputs is None else n_outputs
-    b = _Builder({p.node: p for p in planned}, len(planned), host_calls)
+    b = _Builder({p.node: p for p in planned}, len(planned), host_calls, target)
     inputs = tuple(b.buffer(v) for v in fgraph.inputs)
     for node in fgraph.toposort():
         b.node(node)

@@ -15,5 +15,6 @@ from theanine.tensor.random.op import RandomDraw
 def expand_random_draw(fgraph, node):
     """draw(state, size, *params) -> (new state, sample) as integer and float elementwise ops
     over an arange (Philox4x32-10 and the sampler, see tensor.random.expand): the same numbers
-    as the draw's perform; uniform, normal and binomial (multinomial, choice, permutation stay)"""
+    as the draw's perform; uniform, normal, binomial, multinomial and choice with replacement
+    (permutation and choice without replacement stay)"""
     return expand_draw(node)

@@ -92,7 +92,7 @@ def _active_outputs(op, external):
 def _backward(op, inputs, outputs, output_grads):
     """The gradient of each input (None where it is zero), built as a backward Scan."""
     from theanine.tensor.basic import concatenate, stack, zeros_like
-    from theanine.tensor.math import cast, eq, minimum, switch
+    from theanine.tensor.math import cast, dot, eq, minimum, switch
     from theanine.tensor.shape import shape_i
     from theanine.tensor.subtensor import inc_subtensor, set_subtensor
 
@@ -165,6 +165,10 @@ def _backward(op, inputs, outputs, output_grads):
     for p in range(first_non_seq, len(op.inner_inputs)):
         x = op.inner_inputs[p]
         replace[x] = x.type(name=x.name)
+    for o, rows in _stored_values(op, outputs, buffers, start, n).items():
+        out = op.inner_outputs[o]
+        if out not in replace:  # the product reads the value the forward step stored
+            add_sequence(out, rows)
 
     # The vector-Jacobian product of the step, in terms of the forward step's inputs.
     known = {}
@@ -196,20 +200,31 @@ def _backward(op, inputs, outputs, output_grads):
         step_outputs.append(new)
         carry_phs.append(P)
         carry_inits.append(zeros_like(blocks[o]))
-    accumulated = []
+    accumulated, products = [], {}
     for p in range(first_non_seq, len(op.inner_inputs)):
         if vjp.get(p) is None:
             continue
+        products[p], rest = _step_products(vjp[p])
+        if rest is None:
+            continue
         x = op.inner_inputs[p]
         acc = x.type(name=f"d{x.name}" if x.name else None)
-        step_outputs.append(acc + vjp[p])
+        step_outputs.append(acc + rest)
         carry_phs.append(acc)
         carry_inits.append(zeros_like(inputs[op.non_seq_start + p - first_non_seq]))
         accumulated.append(p)
     specs = [OutputSpec(FINAL, (-1,))] * len(step_outputs)
     seq_grads = [i for i in range(op.n_seqs) if vjp.get(i) is not None]
     step_outputs += [vjp[i] for i in seq_grads]
-    specs += [OutputSpec(STACKED)] * len(seq_grads)
+    # The factors of the products summed over the steps: rows the backward loop reads
+    # already, or rows it stacks.
+    factors = {v: k for k, v in enumerate(step_outputs) if k >= len(specs)}  # sequence gradients
+    for a, b in (pair for pairs in products.values() for pair in pairs):
+        for v in (a, b):
+            if v not in factors and not (v in replace and replace[v] in seq_phs):
+                factors[v] = len(step_outputs)
+                step_outputs.append(v)
+    specs += [OutputSpec(STACKED)] * (len(step_outputs) - len(specs))
     step_outputs = clone_replace(step_outputs, replace)
 
     # Only the placeholders the backward step reads become its inputs.
@@ -241,7 +256,63 @@ def _backward(op, inputs, outputs, output_grads):
         x = inputs[1 + i]
         grads[1 + i] = inc_subtensor(zeros_like(x)[start:n], back[j][::-1])
         j += 1
+
+    def rows_of(v):
+        return back[factors[v]] if v in factors else seq_outer[seq_phs.index(replace[v])]
+    for p, pairs in products.items():
+        k = op.non_seq_start + p - first_non_seq
+        for a, b in pairs:
+            A, B = rows_of(a), rows_of(b)  # dot(a.T, b) at every step, as one product
+            total = dot(A.reshape((-1, A.shape[2])).T, B.reshape((-1, B.shape[2])))
+            grads[k] = total if grads[k] is None else grads[k] + total
+        grads[k] = grads[k] if grads[k] is None else cast(grads[k], inputs[k].dtype)
     return grads
+
+
+def _step_products(g):
+    """``(pairs, rest)``: ``g`` as a sum of ``dot(a.T, b)`` terms of matrices ``a`` and ``b``
+    (the pairs) and of the other terms (``rest``, None when there are none). Summed over
+    the steps, the products become one product of the stacked rows, after the loop:
+    one large matrix product instead of one small one per step."""
+    from theanine import scalar as ts
+    from theanine.rewriting.canonicalize import elemwise_inputs
+    from theanine.tensor.elemwise import DimShuffle
+    from theanine.tensor.math import Dot
+
+    terms = elemwise_inputs(g, ts.add)
+    if terms is None or any(t.type != g.type for t in terms):
+        terms = [g]
+    pairs, rest = [], []
+    for t in terms:
+        node = t.owner
+        a = node.inputs[0].owner if node is not None and isinstance(node.op, Dot) else None
+        if (a is not None and isinstance(a.op, DimShuffle) and tuple(a.op.new_order) == (1, 0)
+                and node.inputs[1].ndim == 2 and t.dtype in ("float32", "float64")):
+            pairs.append((a.inputs[0], node.inputs[1]))
+        else:
+            rest.append(t)
+    if not pairs:
+        return [], g
+    total = None
+    for t in rest:
+        total = t if total is None else total + t
+    return pairs, total
+
+
+def _stored_values(op, outputs, buffers, start, n) -> dict:
+    """For each output whose every step's value the forward pass keeps, the rows of those
+    values for steps start..n-1, last first: the backward step reads them instead of
+    recomputing them (a tanh's gradient, for one, needs only its output)."""
+    rows = {}
+    for o, spec in enumerate(op.output_specs):
+        if not _is_float(op.inner_outputs[o]):
+            continue
+        if spec.kind == STACKED:
+            rows[o] = _rows(outputs[o], start, n)
+        elif o in buffers:  # a history, or the history of a 'final' output recomputed
+            mb = _n_back(spec.taps)  # a 'final' output's history has the one tap -1
+            rows[o] = _rows(buffers[o], mb + start, mb + n)
+    return rows
 
 
 def _n_back(taps) -> int:

@@ -16,11 +16,9 @@ class StepFunction:
     the reference modes).
     """
 
-    def __init__(self, fgraph, mode):
-        ins, outs, _ = clone_graph(fgraph.inputs, fgraph.outputs, copy_inputs=True)
+    def __init__(self, graph, mode):
         self.mode = mode
-        self.graph = FunctionGraph(ins, outs)
-        rewrite_graph(self.graph, mode)
+        self.graph = graph
         self.program = None
         thunks = {}
         if mode == "cuda":
@@ -52,6 +50,14 @@ class StepFunction:
         return self.graph.toposort() if self.program is None else list(self.program.fallbacks)
 
 
-def compile_step(fgraph, mode) -> StepFunction:
-    """The step graph ``fgraph`` compiled for ``mode`` ('py', 'llvm', 'c' or 'FAST_COMPILE')."""
-    return StepFunction(fgraph, mode)
+def rewritten_step(fgraph, mode) -> FunctionGraph:
+    """A copy of the step graph ``fgraph`` rewritten for ``mode``, as ``theanine.function``
+    rewrites a whole graph."""
+    ins, outs, _ = clone_graph(fgraph.inputs, fgraph.outputs, copy_inputs=True)
+    return rewrite_graph(FunctionGraph(ins, outs), mode)
+
+
+def compile_step(graph, mode) -> StepFunction:
+    """The rewritten step graph ``graph`` (see ``rewritten_step``) compiled for ``mode``
+    ('py', 'llvm', 'c' or 'FAST_COMPILE')."""
+    return StepFunction(graph, mode)

@@ -93,6 +93,7 @@ class Scan(Op):
         #: the step graph, owned by this op (never rewritten in place)
         self.fgraph = FunctionGraph(ins, outs)
         self._compiled = {}  # mode -> compiled step
+        self._rewritten = {}  # mode -> rewritten step graph
         self._deps = None
         self._check_layout()
 
@@ -218,13 +219,23 @@ class Scan(Op):
 
     # --- running ------------------------------------------------------------------------
 
+    def step_graph(self, mode=None):
+        """The step graph rewritten for ``mode`` (rewritten on first use, then cached on the op);
+        the native entry of an enclosing function loops over it in native code."""
+        from theanine.scan_module.inner import rewritten_step
+        mode = resolve_mode(mode or self.mode)
+        graph = self._rewritten.get(mode)
+        if graph is None:
+            graph = self._rewritten[mode] = rewritten_step(self.fgraph, mode)
+        return graph
+
     def step_function(self, mode=None):
         """The compiled step for ``mode`` (compiled on first use, then cached on the op)."""
         from theanine.scan_module.inner import compile_step
         mode = resolve_mode(mode or self.mode)
         fn = self._compiled.get(mode)
         if fn is None:
-            fn = self._compiled[mode] = compile_step(self.fgraph, mode)
+            fn = self._compiled[mode] = compile_step(self.step_graph(mode), mode)
         return fn
 
     def perform(self, node, inputs, output_storage):
@@ -234,10 +245,12 @@ class Scan(Op):
         """``thunk(input_values, output_storage)`` running ``node`` with its step compiled for
         this op's mode, or for ``mode`` (the enclosing function's) when the scan left it open."""
         from theanine.scan_module.loop import run_loop
-        step = self.step_function(self.mode or mode)
         dtypes = [o.type.numpy_dtype for o in node.outputs]
 
         def thunk(inputs, output_storage):
+            # compiled on first use: a function whose native entry runs the loop needs it
+            # only when a call falls back to the node-by-node path
+            step = self.step_function(self.mode or mode)
             for storage, value in zip(output_storage, run_loop(self, step, inputs, dtypes)):
                 storage[0] = value
         return thunk

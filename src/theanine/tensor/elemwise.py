@@ -94,7 +94,8 @@ class Elemwise(Op):
             if getattr(g.type, "is_null", False):
                 result.append(g)
                 continue
-            result.append(sum_to(g, x))
+            others_broadcast = all(all(d == 1 for d in o.type.shape) for o in inputs if o is not x)
+            result.append(g if others_broadcast else sum_to(g, x))  # else x may have been broadcast
         return result
 
 
@@ -200,6 +201,48 @@ class SumTo(Op):
         gz = output_grads[0]
         from theanine.tensor.math import second
         return [second(g, gz), zeros_like(x)]
+
+
+class SumToShape(Op):
+    """sum_to_shape(g, *dims): g summed over the axes where ``dims`` (integer scalars, one
+    per dimension of g) is 1 and g's size is not; as ``SumTo`` with ``x``'s sizes given
+    instead of ``x``, so that what computes ``x`` need not run."""
+
+    __props__ = ()
+
+    def make_node(self, g, *dims):
+        g = as_tensor_variable(g)
+        dims = [as_tensor_variable(d) for d in dims]
+        if len(dims) != g.ndim or any(d.ndim != 0 or d.dtype not in _INT_DTYPES for d in dims):
+            raise TypeError(f"SumToShape: expected {g.ndim} integer scalars for the sizes of {g.type}, "
+                            f"got {[str(d.type) for d in dims]}")
+        shape = tuple(_constant_size(d) for d in dims)
+        return Apply(self, [g, *dims], [TensorType(g.dtype, shape)()])
+
+    def perform(self, node, inputs, output_storage):
+        g, *dims = inputs
+        shape = tuple(int(d) for d in dims)
+        axes = tuple(i for i, (a, b) in enumerate(zip(g.shape, shape)) if b == 1 and a != 1)
+        out = g.sum(axis=axes, keepdims=True, dtype=g.dtype) if axes else g
+        if out.shape != shape:
+            raise ValueError(f"SumTo: cannot reduce shape {g.shape} to {shape}")
+        output_storage[0][0] = np.asarray(out)
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [tuple(node.inputs[1:])]
+
+    def L_op(self, inputs, outputs, output_grads):
+        from theanine.gradient import DisconnectedType
+        from theanine.tensor.math import second
+        return [second(inputs[0], output_grads[0])] + [DisconnectedType()() for _ in inputs[1:]]
+
+
+_INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+
+
+def _constant_size(d):
+    from theanine.graph.basic import Constant
+    return int(d.data) if isinstance(d, Constant) else None
 
 
 def sum_to(g, x):

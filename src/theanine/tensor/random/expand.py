@@ -1,9 +1,10 @@
 """A random draw as a graph of ordinary tensor ops, so that native back ends run it.
 
-``expand_draw(node)`` rebuilds a ``Uniform``, ``Normal`` or ``Binomial`` node from
-integer and float elementwise ops, an ``arange``, reshapes and views; the
-fusion rewrite turns the elementwise chains into kernels. It follows
-``philox`` and ``samplers`` step for step:
+``expand_draw(node)`` rebuilds a ``Uniform``, ``Normal``, ``Binomial``, ``Multinomial`` or
+``Choice`` (with replacement) node from integer and float elementwise ops, an ``arange``,
+reshapes and views, and for the categorical draws a ``cumsum`` and sums of comparisons; the
+fusion rewrite turns the elementwise chains into kernels. It follows ``philox`` and
+``samplers`` step for step:
 
 - Words: Philox is counter based, so word w of the stream is word ``w % 4`` of
   block ``philox(c + w // 4, key)`` (the 128-bit counter sum carried from the low to
@@ -15,19 +16,27 @@ fusion rewrite turns the elementwise chains into kernels. It follows
   one elementwise kernel (a sum over trials for binomial with n > 1). A block is
   computed once per element that reads it (up to four times), which keeps the
   kernel free of intermediate arrays: fusion makes single-output kernels.
+- Categorical draws: a multinomial row's partial sums (``cumsum``) bound each category's
+  interval, and a trial's uniform marks the category whose interval holds it (one-hot,
+  summed over the trials); a weighted choice counts the partial sums at most its uniform
+  times the total (``searchsorted``, as a sum of comparisons over the candidates). The
+  uniforms are an array of their own there, read by every category or candidate.
 - New state: the key, and the counter advanced by the blocks read (``ceil(words / 4)``).
-- Checks: negative sizes, parameters that do not broadcast to the size, and
-  binomial's ``n < 0`` or ``p`` outside [0, 1] raise ValueError (``Assert`` nodes).
+- Checks: negative sizes, parameters that do not broadcast to the size, and the
+  parameters ``perform`` rejects (binomial's and multinomial's ``n < 0``, ``p`` outside
+  [0, 1], negative probabilities, probabilities not summing to 1, an empty population to
+  choose from) raise ValueError (``Assert`` nodes).
 
-Uniform and binomial give the reference's numbers bit for bit. Normal needs
+Uniform, binomial, multinomial and choice give the reference's numbers bit for bit. Normal needs
 ``log1p``, ``cos`` and ``sin`` in float64, which the native back ends compute with
 their own implementations (``codegen.vecmath`` and libm; CUDA's libdevice), not
 NumPy's: a float64 normal is within rtol=1e-15, atol=1e-15 of ``perform`` (measured
 on 2**21 samples in llvm and c: 3.4% of them differ, by 2 ulp at most), and a float32
 normal is rounded from the float64 value, so it is identical unless that value lies
 within those ulp of a float32 rounding boundary (none in the same 2**21 samples;
-one float32 ulp otherwise). Other draws (multinomial, choice, permutation, and
-float16 samples) are left as they are: they run through ``perform``.
+one float32 ulp otherwise). Other draws (permutation, choice without replacement, and
+float16 samples) are left as they are: they run through ``perform`` (their sorts of keys
+have no elementwise form here).
 """
 
 from __future__ import annotations
@@ -163,27 +172,154 @@ def _normal(op, size, n, state, avg, std):
     return T.cast(avg, dtype) + T.cast(std, dtype) * z, _blocks(2 * k * ((n + 1) // 2))
 
 
+def probability_uniform(word):
+    """The float64 uniform ``word * 2**-32`` in [0, 1) of a uint32 word (``philox.unit_uniform32``,
+    compared with probabilities)."""
+    return T.cast(word, "float64") * 2.0 ** -32
+
+
+def _checked_trials(trials, dist):
+    """``trials``, checked at run time to be >= 0."""
+    return T.assert_op(trials, T.ge(trials, 0),
+                       message=f"{dist}: the number of trials n must be >= 0")
+
+
+def _trial_index(trials, n, shape, one_trial):
+    """The word index of each trial of each element (C order in ``shape``, n elements): word
+    ``t * n + i`` for trial t of element i, in ``shape`` with a leading trials axis unless
+    ``one_trial``."""
+    if one_trial:
+        return _element_index(n, shape)
+    return _element_index(trials * n, T.concatenate([T.stack([trials]), shape]))
+
+
 def _binomial(op, size, n, state, trials, p):
     p = T.cast(p, "float64")
     one_trial = _constant(trials) == 1
-    trials = T.assert_op(trials, T.ge(trials, 0),
-                         message="binomial: the number of trials n must be >= 0")
+    trials = _checked_trials(trials, "binomial")
     p_value = _constant_array(p)
     if p_value is None or not np.all((p_value >= 0) & (p_value <= 1)):
         # every entry of p is used unless the sample is empty (perform checks the broadcast p)
         p_ok = T.or_(T.eq(n, 0), T.all(T.and_(T.ge(p, 0), T.le(p, 1))))
         p = T.assert_op(p, p_ok, message="binomial: p must be in [0, 1]")
-    if one_trial:
-        index = _element_index(n, size)
-    else:  # trial t of element i reads word t * n + i
-        index = _element_index(trials * n, T.concatenate([T.stack([trials]), size]))
-    (word,) = stream_words(state, index, 1)
-    success = T.lt(T.cast(word, "float64") * 2.0 ** -32, p)
+    (word,) = stream_words(state, _trial_index(trials, n, size, one_trial), 1)
+    success = T.lt(probability_uniform(word), p)
     count = success if one_trial else T.sum(success, axis=0, dtype="int64")
     return T.cast(count, op.dtype), _blocks(trials * n)
 
 
-_SAMPLERS = {rop.Uniform: _uniform, rop.Normal: _normal, rop.Binomial: _binomial}
+#: how far above 1 the probabilities of a multinomial row but the last may sum (samplers)
+_SUM_SLACK = 1e-5
+
+
+def _valid_pvals(value) -> bool:
+    """Whether the multinomial probabilities ``value`` pass ``samplers.multinomial``'s checks."""
+    if not np.all(value >= 0):
+        return False
+    return value.shape[-1] < 2 or bool(np.all(np.cumsum(value[..., :-1], axis=-1) <= 1 + _SUM_SLACK))
+
+
+def _category_bounds(pvals):
+    """(lower, upper), shaped like ``pvals``: with ``cdf`` the partial sums of a row, category
+    c is picked by a uniform u when ``lower[c] <= u < upper[c]``, ``lower`` being
+    (-inf, cdf[0], ..., cdf[k - 2]) and ``upper`` (cdf[0], ..., cdf[k - 2], inf).
+
+    It is the category ``samplers.multinomial`` picks, the number of the ``cdf[j]`` (j < k - 1)
+    that are <= u: non-negative terms make the partial sums non-decreasing in floating point
+    too, so those are the first ones."""
+    k = pvals.shape[-1]
+    cdf = T.cumsum(pvals, axis=-1)  # its first k - 1 entries are the cumsum of pvals[..., :-1]
+    upper = T.switch(T.eq(T.arange(k, dtype="int64"), k - 1), np.inf, cdf)
+    lower = T.concatenate([T.full_like(cdf[..., :1], -np.inf), upper[..., :-1]], axis=-1)
+    return lower, upper
+
+
+def _checked_bounds(pvals, n_rows):
+    """``_category_bounds`` of ``pvals`` (float64), checked at run time as perform checks them
+    (unless ``pvals`` is a constant that passes): no negative probability, no row whose
+    probabilities but the last sum to more than 1 (by a slack), unless there are no rows."""
+    value = _constant_array(pvals)
+    if value is not None and _valid_pvals(value):
+        return _category_bounds(pvals)
+    no_rows = T.eq(n_rows, 0)
+    pvals = T.assert_op(pvals, T.or_(no_rows, T.all(T.ge(pvals, 0))),
+                        message="multinomial: pvals must be non-negative")
+    lower, upper = _category_bounds(pvals)
+    # the partial sums are non-decreasing: all are below the bound when the last (if any) is
+    sums_ok = T.or_(no_rows, T.all(T.le(lower[..., -1:], 1 + _SUM_SLACK)))
+    lower = T.assert_op(lower, sums_ok, message="multinomial: the probabilities of a row (all but "
+                                                "the last) sum to more than 1")
+    return lower, upper
+
+
+def _multinomial(op, size, n, state, trials, pvals):
+    """Counts over the categories of ``n`` rows: trial t of row r reads word ``t * n + r``; its
+    uniform picks one category (``_category_bounds``), and a row counts its picks over the
+    trials (a leading axis, summed; none for one trial). No word is read without categories."""
+    one_trial = _constant(trials) == 1
+    trials = _checked_trials(trials, "multinomial")
+    lower, upper = _checked_bounds(T.cast(pvals, "float64"), n)
+    (word,) = stream_words(state, _trial_index(trials, n, size, one_trial), 1)
+    # the view of an added axis ends the uniforms' kernel: an array read by the categories'
+    # kernel, rather than the Philox rounds computed again for each category
+    u = T.shape_padright(probability_uniform(word))
+    picked = T.and_(T.ge(u, lower), T.lt(u, upper))
+    count = picked if one_trial else T.sum(picked, axis=0, dtype="int64")
+    words = trials * n
+    k = pvals.type.shape[-1]
+    if k is None:
+        words = T.switch(T.eq(pvals.shape[-1], 0), 0, words)
+    elif k == 0:
+        words = T.constant(np.int64(0))
+    return T.cast(count, op.dtype), _blocks(words)
+
+
+def _valid_choice_p(value, n) -> bool:
+    """Whether the choice probabilities ``value`` pass ``samplers.choice``'s checks for n
+    candidates (an int, or None where n is not a constant)."""
+    return (n is not None and value.shape == (n,) and bool(np.all(value >= 0))
+            and abs(value.sum() - 1) <= 1e-5)
+
+
+def _checked_p(p, n):
+    """``p`` (float64), checked at run time as perform checks it (unless it is a constant that
+    passes): one probability per candidate, none negative, summing to 1 (by a slack)."""
+    value = _constant_array(p)
+    if value is not None and _valid_choice_p(value, _constant(n)):
+        return p
+    p = T.assert_op(p, T.eq(T.shape(p)[0], n),
+                    message="choice: p must have one probability per candidate")
+    p = T.assert_op(p, T.all(T.ge(p, 0)), message="choice: probabilities p must be non-negative")
+    return T.assert_op(p, T.le(abs(T.sum(p) - 1.0), 1e-5),
+                       message="choice: probabilities p do not sum to 1")
+
+
+def _weighted_index(u, p):
+    """For each uniform u, the first index whose partial sum of ``p`` exceeds ``u * sum``
+    (``searchsorted(cdf, u * cdf[-1], side='right')``: the number of partial sums <= it),
+    capped at the last index of non-zero probability (``u * sum`` may round up to the sum)."""
+    cdf = T.cumsum(p)
+    target = T.shape_padright(u * cdf[-1])
+    index = T.sum(T.le(cdf, target), axis=-1, dtype="int64")
+    nonzero_positions = T.arange(T.shape(p)[0], dtype="int64") * T.neq(p, 0)
+    return T.minimum(index, T.max(nonzero_positions))
+
+
+def _choice(op, size, m, state, n, p=None):
+    """``m`` indices in [0, n) with replacement: element i's float64 uniform (words 2i, 2i + 1)
+    times n, truncated, or its weighted index (``_weighted_index``)."""
+    n = T.assert_op(n, T.or_(T.gt(n, 0), T.eq(m, 0)),
+                    message="choice: cannot choose from an empty population")
+    u = unit_uniform(stream_words(state, _element_index(m, size), 2), "float64")
+    if p is None:
+        index = T.minimum(T.cast(u * T.cast(n, "float64"), "int64"), n - 1)
+    else:
+        index = _weighted_index(u, _checked_p(T.cast(p, "float64"), n))
+    return T.cast(index, op.dtype), _blocks(2 * m)
+
+
+_SAMPLERS = {rop.Uniform: _uniform, rop.Normal: _normal, rop.Binomial: _binomial,
+             rop.Multinomial: _multinomial, rop.Choice: _choice}
 
 
 def _constant(var):
@@ -230,30 +366,39 @@ def _checked_size(size, dist):
     return T.assert_op(size, T.all(T.ge(size, 0)), message=f"{dist}: negative dimension in size")
 
 
-def _checked_shape(sample, size, params, dist):
-    """``sample``, checked at run time to have the shape ``size`` where a parameter of unknown
-    static shape could have broadcast it to a bigger one (``perform`` raises there)."""
+def _checked_shape(sample, size, params, dist, trailing=0):
+    """``sample``, checked at run time to have the shape ``size`` (followed by ``trailing``
+    dimensions of its own) where a parameter of unknown static shape could have broadcast it
+    to a bigger one (``perform`` raises there): along a size entry that is unknown or 1."""
     static = constant_entries(size)
     for p in params:
-        dims = p.type.shape
+        dims = p.type.shape[:p.ndim - trailing]
         offset = len(static) - len(dims)
-        if any(d != 1 and static[offset + k] is None for k, d in enumerate(dims)):
-            same = T.all(T.eq(T.shape(sample), size))
+        if any(d != 1 and static[offset + k] in (None, 1) for k, d in enumerate(dims)):
+            same = T.all(T.eq(T.shape(sample)[:len(static)], size))
             return T.assert_op(sample, same,
                                message=f"{dist}: a parameter cannot be broadcast to the size")
     return sample
 
 
+def _expandable(op) -> bool:
+    """Whether ``expand_draw`` rebuilds draws of ``op``."""
+    if type(op) not in _SAMPLERS or op.dtype not in _DTYPES:
+        return False
+    return op.replace if isinstance(op, rop.Choice) else True
+
+
 def expand_draw(node):
-    """[new state, sample] computing ``node`` (a Uniform, Normal or Binomial draw) with
-    ordinary tensor ops, the same numbers as its ``perform``; None for other draws."""
+    """[new state, sample] computing ``node`` with ordinary tensor ops, the same numbers as its
+    ``perform``; None for the draws left to ``perform`` (see the module docstring)."""
     op = node.op
-    sampler = _SAMPLERS.get(type(op))
-    if sampler is None or op.dtype not in _DTYPES:
+    if not _expandable(op):
         return None
     state, size, *params = node.inputs
     size = _checked_size(size, op.dist)
-    n = T.prod(size, dtype="int64") if op.ndim else T.constant(np.int64(1))
-    sample, n_blocks = sampler(op, size, n, state, *params)
-    sample = _checked_shape(sample, size, params, op.dist)
+    n = T.prod(size, dtype="int64") if op.ndim > op.extra_dims else T.constant(np.int64(1))
+    sample, n_blocks = _SAMPLERS[type(op)](op, size, n, state, *params)
+    # choice's probabilities are per candidate, not broadcast to the size
+    broadcast = [] if isinstance(op, rop.Choice) else params
+    sample = _checked_shape(sample, size, broadcast, op.dist, trailing=op.extra_dims)
     return [advanced_state(state, n_blocks), sample]

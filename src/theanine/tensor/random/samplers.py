@@ -17,10 +17,12 @@ in the order they are read:
   ``u32[t * N + i] < p``; the element counts its successes.
 - multinomial(n, pvals): trial t of row r (R rows of k probabilities) reads
   ``u32[t * R + r]`` and picks the number of partial sums ``p_0 + ... + p_j``
-  (j < k - 1) that are <= it; the row counts its picks.
-- choice(a, p) with replacement: element i is ``floor(u53[i] * n)`` without
-  ``p``; with ``p`` the first index whose partial sum of ``p`` exceeds
-  ``u53[i] * sum(p)``.
+  (j < k - 1) that are <= it; the row counts its picks. No word is read when
+  k is 0.
+- choice(a, p) with replacement: element i is ``floor(u53[i] * n)`` (at most
+  n - 1) without ``p``; with ``p`` the number of partial sums
+  ``p_0 + ... + p_j`` that are <= ``u53[i]`` times the last of them (the first
+  index whose partial sum exceeds it), at most the last index of non-zero ``p``.
 - choice(a, p) without replacement (m elements): candidate j gets the key
   ``u53[j]`` (without ``p``: the m smallest keys, ascending) or
   ``log(1 - u53[j]) / p[j]``, or -inf where ``p[j]`` is 0 (with ``p``: the m
@@ -107,7 +109,7 @@ def multinomial(stream, shape, dtype, n, pvals):
     n = _check_trials(n, "multinomial")
     pvals = _broadcast("pvals", np.asarray(pvals, dtype=np.float64), shape, "multinomial")
     k = shape[-1]
-    rows = pvals.reshape(-1, k)
+    rows = pvals.reshape(int(np.prod(shape[:-1])), k)  # (no -1: k may be 0)
     if np.any(~(rows >= 0)):
         raise ValueError("multinomial: pvals must be non-negative")
     cdf = np.cumsum(rows[:, :-1], axis=1)
