@@ -112,3 +112,26 @@ def test_freed_memory_is_kept_unless_switched_off():
         runs[flag] = out.stdout.split()[-1]
     glibc = hasattr(__import__("ctypes").CDLL(None), "gnu_get_libc_version")
     assert runs == {"on": str(glibc), "off": "False"}
+
+
+def test_the_backward_step_reads_forward_products_stacked_by_the_one_forward_loop(mode, rng):
+    x, h0, c0, W = T.dtensor3("x"), T.dmatrix("h0"), T.dmatrix("c0"), T.dmatrix("W")
+
+    def cell(xt, h, c, W):  # gates from one product; the step returns neither product nor gate
+        z = xt + T.dot(h, W)
+        c = T.nnet.sigmoid(z[:, :2]) * c + T.tanh(z[:, 2:])
+        return T.tanh(c) * T.nnet.sigmoid(z[:, :2]), c
+    (h, c), _ = scan(cell, sequences=x, outputs_info=[h0, c0], non_sequences=W)
+    cost = (h ** 2).sum() + c[-1].sum()
+    f = theanine.function([x, h0, c0, W], [cost] + theanine.grad(cost, [x, h0, c0, W]), mode=mode)
+    loops = [n.op for n in f.graph.toposort() if isinstance(n.op, Scan)]
+    assert len(loops) == 2  # one forward loop (stacking its products), one backward loop
+    (back,) = [op for op in loops if "grad" in str(op)]
+    assert sum(isinstance(n.op, Dot) for n in back.fgraph.apply_nodes) == 1
+    values = [rng.normal(size=(5, 3, 4)), rng.normal(size=(3, 2)), rng.normal(size=(3, 2)),
+              rng.normal(size=(2, 4)) * 0.5]
+    ref = theanine.function([x, h0, c0, W], [cost] + theanine.grad(cost, [x, h0, c0, W]), mode="py")
+    for got, want in zip(f(*values), ref(*values)):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    verify_grad(lambda x, h0, c0, W: scan(cell, sequences=x, outputs_info=[h0, c0], non_sequences=W)[0][0],
+                values, mode=mode)

@@ -26,7 +26,7 @@ from theanine.gradient import (DisconnectedType, _is_null, grad, grad_undefined_
                                is_disconnected)
 from theanine.graph.basic import Constant
 from theanine.graph.traversal import clone_replace, graph_inputs
-from theanine.scan_module.op import FINAL, HISTORY, STACKED, OutputSpec, Scan, as_history
+from theanine.scan_module.op import FINAL, HISTORY, STACKED, OutputSpec, Scan, as_history, with_stacked
 from theanine.tensor.type import FLOAT_DTYPES, TensorType
 
 
@@ -184,6 +184,11 @@ def _backward(op, inputs, outputs, output_grads):
     null = next((g for g in vjp.values() if _is_null(g)), None)
     if null is not None:
         return [null] * len(inputs)
+    products = _recomputed_products(op, [g for g in vjp.values() if g is not None], replace)
+    if products and not op.as_while:  # the forward loop stacks them, the backward one reads them
+        stored = with_stacked(op, products).make_node(*inputs).outputs[op.n_outs:]
+        for var, rows in zip(products, stored):
+            add_sequence(var, _rows(rows, start, n))
 
     step_outputs, specs, carry_phs, carry_inits = [], [], [], []
     for o in sorted(pendings):
@@ -297,6 +302,17 @@ def _step_products(g):
     for t in rest:
         total = t if total is None else total + t
     return pairs, total
+
+
+def _recomputed_products(op, roots, replace) -> list:
+    """The matrix products of the forward step that the backward step (``roots``) would
+    compute again: the forward loop can stack their values instead (a few rows per step
+    against a product per step)."""
+    from theanine.graph.traversal import toposort
+    from theanine.tensor.math import Dot
+    forward = op.fgraph.apply_nodes
+    return [node.outputs[0] for node in toposort(roots, blockers=list(replace))
+            if node in forward and isinstance(node.op, Dot) and node.outputs[0] not in replace]
 
 
 def _stored_values(op, outputs, buffers, start, n) -> dict:

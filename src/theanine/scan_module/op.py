@@ -310,3 +310,15 @@ def as_history(op: Scan, finals) -> Scan:
     specs = [OutputSpec(HISTORY, (-1,)) if o in finals else s for o, s in enumerate(op.output_specs)]
     return Scan(op.inner_inputs, op.inner_outputs, op.n_seqs, specs, op.as_while, op.name,
                 op.mode, op.truncate_gradient)
+
+
+def with_stacked(op: Scan, values) -> Scan:
+    """A copy of ``op`` that also stacks, after its outputs, the values of ``values`` (variables
+    of its step graph) at every step. Applied to the same inputs as ``op``, it replaces
+    it (``merge_extended_scans``): one loop computes both."""
+    outs = list(op.inner_outputs[:op.n_outs]) + list(values) + list(op.inner_outputs[op.n_outs:])
+    specs = list(op.output_specs) + [OutputSpec(STACKED)] * len(values)
+    extended = Scan(op.inner_inputs, outs, op.n_seqs, specs, op.as_while, op.name, op.mode,
+                    op.truncate_gradient)
+    extended.extends = op
+    return extended
