@@ -37,8 +37,9 @@ from theanine.codegen import c as crender
 from theanine.codegen.llvm import FLOATS, ITEMSIZE
 from theanine.codegen.llvm_entry import GEMM_GIL_RELEASE, LARGE_CALL_ELEMENTS
 from theanine.codegen.pyentry import GIL_RELEASE_SIZE
-from theanine.codegen.schedule import (VIEW_STEPS, ARange, Elementwise, Fill, HostCall, Index, Loop, Reduce,
-                                       Reshape, ShapeOf, plan_lifetimes, read, walk, writers, written)
+from theanine.codegen.schedule import (VIEW_STEPS, ARange, Elementwise, Fill, HostCall, Index, Loop, NonZero,
+                                       Reduce, Reshape, ShapeOf, hands_large_calls_over, plan_lifetimes,
+                                       read, walk, writers, written)
 
 _INT32_MAX = 2 ** 31 - 1
 _LITERAL = re.compile(r"-?\d+\Z")
@@ -232,6 +233,9 @@ class _Steps:
         self.owned = {}  # buffer -> "heap" | "result" | "copy" | "object": allocated by the host
         self.literals = dict(schedule.literals)
         self.k = 0
+        self.row_targets = {}  # loop value -> (output, steps, step index)
+        self.in_row = set()  # loop values written where their rows are
+        self.helpers = []  # static functions the steps call, compiled with optimisation
 
     def storage(self, b) -> str:
         """'result' (returned), 'stack' (static and small) or 'heap'."""
@@ -291,7 +295,10 @@ class _Steps:
 
     # allocation
     def _allocate(self, b, dims) -> _View:
-        """A fresh C-contiguous buffer ``b`` of sizes ``dims``."""
+        """A fresh C-contiguous buffer ``b`` of sizes ``dims`` (the row it goes to, when ``b``
+        is a loop step's value that a loop output stacks or keeps in its history)."""
+        if b in self.row_targets:
+            return self._row_target(b, dims)
         w = self.w
         buf = self.s.buffers[b]
         itemsize = ITEMSIZE[buf.dtype]
@@ -687,6 +694,62 @@ class _Steps:
                 w.close()
             w.close()
 
+    def _NonZero(self, step):
+        """Count the non-zero elements of ``src`` (a sizing pass runs this too: the output's
+        size depends on it), allocate the (rank, count) output, then write each one's
+        indices: both passes are helper functions compiled with optimisation."""
+        w = self.w
+        v = self.views[step.src]
+        mem = crender.MEM_TYPES[self.s.buffers[step.src].dtype]
+        name = f"th_nonzero{step.out}"
+        ranks = range(len(v.dims))
+        params = ["const char *data"] + [f"int64_t n{d}" for d in ranks] + [f"int64_t s{d}" for d in ranks]
+        inner = _View("data", [f"n{d}" for d in ranks], [f"s{d}" for d in ranks])
+        self._helper(f"int64_t {name}_count({', '.join(params)})", lambda: self._count_nonzero(inner, mem))
+        self._helper(f"void {name}_write({', '.join(params + ['int64_t *out', 'int64_t count'])})",
+                     lambda: self._write_nonzero(inner, mem, "out", "count"))
+        args = ", ".join([v.data] + v.dims + v.strides)
+        n = w.let(f"{name}_count({args})", pure=False)
+        out = self._allocate(step.out, [str(len(v.dims)), n])
+        with self.work():
+            w.raw(f"{name}_write({args}, (int64_t *){out.data}, {n});")
+
+    def _helper(self, head, body):
+        """Define the static C function ``head`` (its signature), whose statements ``body()``
+        writes through ``self.w``. Unlike the entry it is compiled with optimisation: it
+        holds loops over the data."""
+        outer, self.w = self.w, _Writer(self.w.fail)
+        body()
+        lines, self.w = self.w.pruned(), outer
+        self.helpers.append(f"static {head}\n{{\n" + "\n".join(lines) + "\n}\n")
+
+    def _count_nonzero(self, v, mem):
+        """Return the number of non-zero elements of the view ``v`` (of C type ``mem``)."""
+        w = self.w
+        w.raw("int64_t count = 0;")
+        idx = self._loops("c", v.dims)
+        w.raw(f"count += *(const {mem} *)({v.data} + {self._offset(idx, v.strides)}) != 0;")
+        for _ in idx:
+            w.close()
+        w.raw("return count;")
+
+    def _write_nonzero(self, v, mem, out, count):
+        """Write the indices of the non-zero elements of ``v`` into the rows of ``out`` (row
+        length ``count``) without branching on the data: every element's indices are stored
+        at the current position, which only a non-zero one moves on (the next one overwrites
+        a zero one's), and the loops stop once ``count`` have been found."""
+        w = self.w
+        w.raw("int64_t j = 0;")
+        idx = [f"w_i{d}" for d in range(len(v.dims))]
+        for i, n in zip(idx, v.dims):
+            w.open(f"for (int64_t {i} = 0; {i} < {n} && j < {count}; {i}++)")
+        w.raw(f"const int64_t keep = *(const {mem} *)({v.data} + {self._offset(idx, v.strides)}) != 0;")
+        for d, i in enumerate(idx):
+            w.raw(f"{out}[{w.mul(str(d), count)} + j] = {i};")
+        w.raw("j += keep;")
+        for _ in idx:
+            w.close()
+
     def _point(self, view, indices, i) -> _View:
         """``view[indices[0][i], ..., indices[k-1][i]]``; an index out of range stops the call."""
         w = self.w
@@ -880,9 +943,14 @@ class _Steps:
                     self._bind(b, self._row(self.views[o.out], w.let(f"{t} + {o.n_back + tap}")))
                 elif o.kind == "final":
                     self._bind(b, _View(f"(char *)owned{b}", states[b].dims, states[b].strides))
+        outer_targets, self.row_targets = self.row_targets, {
+            o.value: (o, n, t) for o in step.outputs if o.kind != "final"}
         self._run(step.body, life)
+        self.row_targets = outer_targets
         for o in step.outputs:
             value = self.views[o.value]
+            if o.value in self.in_row:
+                continue
             if o.kind == "final":
                 state = o.taps[0][1]
                 self._same_dims(value.dims, states[state].dims)
@@ -911,6 +979,22 @@ class _Steps:
                 self.views[o.out] = _View(f"loopdata{o.out}", dims,
                                           self._contiguous_strides(self.s.buffers[o.out].dtype, dims))
                 self.contiguous[o.out] = "true"
+
+    def _row_target(self, b, dims) -> _View:
+        """The row of step ``t`` of the output that stacks or keeps loop value ``b``, as its
+        buffer: sizes other than the row's stop the call (the stacked output is allocated
+        at step 0, its rows shaped as ``b``)."""
+        w = self.w
+        o, n, t = self.row_targets[b]
+        self.in_row.add(b)
+        if o.kind == "history":
+            row = self._row(self.views[o.out], w.let(f"{t} + {o.n_back}"))
+        else:
+            row = self._row(self._stacked_output(o, n, t, _View(None, dims, [])), t)
+        self._same_dims(dims, row.dims)
+        self.views[b] = row = _View(row.data, list(dims), row.strides)
+        self.contiguous[b] = "true"
+        return row
 
     def _stacked_output(self, o, n, t, value) -> _View:
         """The stacked output ``o``, allocated at step 0 with ``n`` rows shaped as ``value``."""
@@ -1010,7 +1094,7 @@ class _PyHost:
     def arguments_read(self, views):
         """Calls on large arrays take the node-by-node path, which splits kernels across cores."""
         w = self.w
-        if views:
+        if views and hands_large_calls_over(self.s):
             sizes = []
             for v in views:
                 size = "1"
@@ -1235,7 +1319,8 @@ def render_pyentry(schedule, name) -> tuple[str, list]:
     if pyentry.LAYOUT is None:
         raise RuntimeError(f"native entries are unavailable here: {pyentry.PROBE_ERROR}")
     host = _PyHost()
-    _Steps(schedule, host).render()
+    steps = _Steps(schedule, host)
+    steps.render()
     head = []
     if host.table:
         head.append(f"    void *const *const table = (void *const *)(TH_FIELD(char *, self, {host.L['b_ptr']})"
@@ -1264,6 +1349,7 @@ def render_pyentry(schedule, name) -> tuple[str, list]:
 #define TH_GLUE
 #endif
 
+{"".join(steps.helpers)}
 TH_GLUE void *{name}(void *self, void *const *args, int64_t nargs)
 {{
 {chr(10).join(head + host.w.pruned())}
@@ -1404,6 +1490,8 @@ def _size_dependencies(steps) -> set:
             need.append(step.shape)
         elif isinstance(step, ARange):
             need += [step.start, step.stop, step.step]
+        elif isinstance(step, NonZero):
+            need.append(step.src)
     seen, run = set(), set()
     while need:
         b = need.pop()
@@ -1511,7 +1599,7 @@ def render_export(schedule, kernels, constants: dict, name: str, input_labels, o
 /* The workspace a sizing pass pretends to use (never read or written). */
 static _Alignas(64) char {name}_nowhere[64];
 
-{"".join(host.statics)}
+{"".join(host.statics)}{"".join(steps.helpers)}
 /* The schedule: checks, then each step. measure: only size the workspace (writing nothing). */
 static int {name}_exec(const theanine_buffer *inputs, theanine_buffer *outputs, char *workspace,
         bool measure, int64_t *size)

@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from theanine.codegen import blas, llvm, pyentry
-from theanine.codegen.schedule import (VIEW_STEPS, HostCall, Loop, Reshape, plan_lifetimes,
-                                       walk, writers)
+from theanine.codegen.schedule import (VIEW_STEPS, HostCall, Loop, Reshape, hands_large_calls_over,
+                                       plan_lifetimes, walk, writers)
 
 #: products with more multiply-adds than this release the GIL around the BLAS call
 GEMM_GIL_RELEASE = 1 << 15
@@ -142,7 +142,7 @@ def render_entry(schedule, name) -> tuple[str, list]:
     # The entry is straight-line glue around the kernels: optimising it gains nothing
     # measurable per call (B7: 3.9 µs either way) but doubles the module's compile time.
     text = (f"define ptr @{name}(ptr %self, ptr %args, i64 %nargs) #9 {{\n{body}\n}}\n"
-            "attributes #9 = { noinline optnone }\n")
+            "attributes #9 = { noinline optnone }\n") + "".join(r.helpers)
     return text, table.names
 
 
@@ -157,9 +157,13 @@ class _Renderer:
         self.owned = {}  # root buffer -> ("heap" | "result" | "object", registry alloca)
         self.objects = {}  # argument or shared buffer -> its array object
         self.literals = dict(schedule.literals)
+        self.helpers = []  # functions the entry calls that the optimiser compiles
+        self.row_targets = {}  # loop value -> (output, steps, step index, stacked cells)
+        self.in_row = set()  # loop values written where their rows are
 
     # ---- the function ---------------------------------------------------------------------
     def render(self, name):
+        self.name = name
         f, s, L = self.f, self.s, pyentry.LAYOUT
         f.raw("entry:")
         b_ptr = f(f"getelementptr i8, ptr %self, i64 {L['b_ptr']}")
@@ -194,7 +198,7 @@ class _Renderer:
             for n in self.views[b].dims:
                 size = f.mul(size, n)
             sizes.append(size)
-        if sizes:  # calls on large arrays take the path that splits kernels across the cores
+        if sizes and hands_large_calls_over(s):  # the node path splits kernels across the cores
             total = sizes[0]
             for size in sizes[1:]:
                 total = f(f"add i64 {total}, {size}")
@@ -263,7 +267,10 @@ class _Renderer:
 
     # ---- allocation -----------------------------------------------------------------------
     def _allocate(self, b, dims) -> _View:
-        """A fresh C-contiguous buffer ``b`` of sizes ``dims``."""
+        """A fresh C-contiguous buffer ``b`` of sizes ``dims`` (the row it goes to, when ``b``
+        is a loop step's value that a loop output stacks or keeps in its history)."""
+        if b in self.row_targets:
+            return self._row_target(b, dims)
         f, L = self.f, pyentry.LAYOUT
         buf = self.s.buffers[b]
         itemsize = pyentry._ITEMSIZE[buf.dtype]
@@ -823,6 +830,94 @@ class _Renderer:
 
         self._loop_nest([v.dims[d] for d in kept], outer)
 
+    def _NonZero(self, step):
+        """Count the non-zero elements of ``src``, allocate the (rank, count) output, then write
+        each one's indices: both passes are helper functions the optimiser compiles."""
+        f = self.f
+        v = self.views[step.src]
+        dtype = self.s.buffers[step.src].dtype
+        name = f"{self.name}_nonzero{step.out}"
+        ranks = range(len(v.dims))
+        params = [("ptr", "%data")] + [("i64", f"%n{d}") for d in ranks] + [("i64", f"%s{d}") for d in ranks]
+        inner = _View("%data", [f"%n{d}" for d in ranks], [f"%s{d}" for d in ranks])
+        self._helper(f"{name}_count", "i64", params, lambda: self._count_nonzero(inner, dtype))
+        self._helper(f"{name}_write", "void", params + [("ptr", "%out"), ("i64", "%count")],
+                     lambda: self._write_nonzero(inner, dtype, "%out", "%count"))
+        args = ", ".join([f"ptr {v.data}"] + [f"i64 {x}" for x in v.dims + v.strides])
+        n = f(f"call i64 @{name}_count({args})")
+        out = self._allocate(step.out, [str(len(v.dims)), n])
+        f.raw(f"call void @{name}_write({args}, ptr {out.data}, i64 {n})")
+
+    def _helper(self, name, ret, params, body):
+        """Define the internal function ``name`` of ``params`` ((type, SSA name) pairs)
+        returning ``ret``, whose code ``body()`` writes through ``self.f`` and whose value it
+        returns (None for void). Unlike the entry, the optimiser compiles it: it holds
+        loops over the data."""
+        outer = self.f
+        self.f = h = _Writer(outer.table)
+        h.raw("entry:")
+        value = body()
+        h.raw(f"ret {ret} {value}" if value is not None else "ret void")
+        self.f = outer
+        signature = ", ".join(f"{t} {p}" for t, p in params)
+        self.helpers.append(f"define internal {ret} @{name}({signature}) {{\n"
+                            + "\n".join(h.lines[:1] + h.allocas + h.lines[1:]) + "\n}\n")
+
+    def _count_nonzero(self, v, dtype) -> str:
+        """The number of non-zero elements of the view ``v`` (of ``dtype``)."""
+        f = self.f
+        counter = f.alloca("count", "i64")
+        f.raw(f"store i64 0, ptr {counter}")
+
+        def count(idx):
+            total = f(f"add i64 {f(f'load i64, ptr {counter}')}, {self._nonzero_at(v, dtype, idx)}")
+            f.raw(f"store i64 {total}, ptr {counter}")
+
+        self._loop_nest(v.dims, count)
+        return f(f"load i64, ptr {counter}")
+
+    def _write_nonzero(self, v, dtype, out, count):
+        """Write the indices of the non-zero elements of ``v`` into the rows of ``out`` (row
+        length ``count``) without branching on the data: every element's indices are stored
+        at the current position, which only a non-zero one moves on (the next one overwrites
+        a zero one's), and the loops stop once ``count`` have been found."""
+        f = self.f
+        position = f.alloca("position", "i64")
+        f.raw(f"store i64 0, ptr {position}")
+        rows = [f(f"getelementptr i64, ptr {out}, i64 {f.mul(str(d), count)}") for d in range(len(v.dims))]
+        tags, idx = [], []
+        for n in v.dims:
+            tag, before = f.label("loop"), f.block
+            f.raw(f"br label %{tag}_head")
+            f.start(f"{tag}_head")
+            i = f(f"phi i64 [0, %{before}], [%{tag}_next, %{tag}_latch]")
+            unfound = f(f"icmp slt i64 {f(f'load i64, ptr {position}')}, {count}")
+            more = f.all_of([f(f"icmp slt i64 {i}, {n}"), unfound])
+            f.raw(f"br i1 {more}, label %{tag}_body, label %{tag}_exit")
+            f.start(f"{tag}_body")
+            tags.append(tag)
+            idx.append(i)
+        nonzero = self._nonzero_at(v, dtype, idx)
+        j = f(f"load i64, ptr {position}")
+        for row, i in zip(rows, idx):
+            f.raw(f"store i64 {i}, ptr {f(f'getelementptr i64, ptr {row}, i64 {j}')}")
+        f.raw(f"store i64 {f(f'add i64 {j}, {nonzero}')}, ptr {position}")
+        for tag, i in zip(reversed(tags), reversed(idx)):
+            f.raw(f"br label %{tag}_latch")
+            f.start(f"{tag}_latch")
+            f.raw(f"%{tag}_next = add i64 {i}, 1")
+            f.raw(f"br label %{tag}_head")
+            f.start(f"{tag}_exit")
+
+    def _nonzero_at(self, v, dtype, idx) -> str:
+        """1 (i64) where the element of the view ``v`` (of ``dtype``) at ``idx`` is not zero
+        (NaN is not), else 0."""
+        f = self.f
+        ty = llvm.LLVM_TYPES[dtype]
+        value = f(f"load {ty}, ptr {self._at(v.data, idx, v.strides)}")
+        test = f"fcmp une {ty} {value}, 0.0" if dtype.startswith("float") else f"icmp ne {ty} {value}, 0"
+        return f(f"zext i1 {f(test)} to i64")
+
     def _point(self, view, indices, i) -> _View:
         """``view[indices[0][i], ..., indices[k-1][i]]``; an index out of range bails."""
         f = self.f
@@ -1076,9 +1171,14 @@ class _Renderer:
                 elif o.kind == "final":
                     data = f(f"load ptr, ptr {self.owned[b][1]}")
                     self._bind(b, _View(data, states[b].dims, states[b].strides))
+        outer_targets, self.row_targets = self.row_targets, {
+            o.value: (o, n, t, cells.get(o.out)) for o in step.outputs if o.kind != "final"}
         self._run(step.body, life)
+        self.row_targets = outer_targets
         for o in step.outputs:
             value = self.views[o.value]
+            if o.value in self.in_row:
+                continue
             if o.kind == "final":
                 state = o.taps[0][1]
                 f.require(f.all_of([f.eq(x, y) for x, y in zip(value.dims, states[state].dims)]))
@@ -1113,6 +1213,22 @@ class _Renderer:
                 self.views[o.out] = _View(f(f"load ptr, ptr {data}"), dims,
                                           self._contiguous_strides(self.s.buffers[o.out].dtype, dims))
                 self.contiguous[o.out] = "true"
+
+    def _row_target(self, b, dims) -> _View:
+        """The row of step ``t`` of the output that stacks or keeps loop value ``b``, as its
+        buffer: sizes other than the row's bail (the stacked output is allocated at step 0,
+        its rows shaped as ``b``)."""
+        f = self.f
+        o, n, t, cells = self.row_targets[b]
+        self.in_row.add(b)
+        if o.kind == "history":
+            row = self._row(self.views[o.out], f(f"add i64 {t}, {o.n_back}"))
+        else:
+            row = self._row(self._stacked_output(o, n, t, _View(None, dims, []), cells), t)
+        f.require(f.all_of([f.eq(x, y) for x, y in zip(dims, row.dims)]))
+        self.views[b] = row = _View(row.data, list(dims), row.strides)
+        self.contiguous[b] = "true"
+        return row
 
     def _stacked_output(self, o, n, t, value, cells) -> _View:
         """The stacked output ``o``, allocated at step 0 with ``n`` rows shaped as ``value``."""

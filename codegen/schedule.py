@@ -239,6 +239,16 @@ class Scatter:
 
 
 @dataclass(frozen=True)
+class NonZero:
+    """``out`` (an int64 matrix of ``src``'s rank rows) holds the indices of the non-zero
+    elements of ``src`` in C order, one row per dimension, as numpy.nonzero gives them
+    stacked; its length is known only once ``src`` has been read (a first pass counts)."""
+
+    src: int
+    out: int
+
+
+@dataclass(frozen=True)
 class CumOp:
     """``out`` = the running sum (``add``) or product (``mul``) of ``src`` along ``axis`` (of
     ``src`` flattened in C order when ``axis`` is None), accumulated in ``out``'s dtype in
@@ -317,7 +327,7 @@ class Loop:
 
 STEP_TYPES = (Elementwise, Reduce, Gemm, DimShuffle, SumToShape, SumToDims, ShapeOf, Index, Fill, MakeVector,
               Reshape, SpecifyShape, ARange, Join, IncSubtensor, ArgReduce, Gather, Scatter, CumOp, Check,
-              HostCall, Loop)
+              HostCall, Loop, NonZero)
 #: steps whose output is a view of (shares memory with) their first input
 VIEW_STEPS = (DimShuffle, SumToShape, SumToDims, Index, SpecifyShape, Check)
 
@@ -410,6 +420,14 @@ def walk(steps):
         yield step
         if isinstance(step, Loop):
             yield from walk(step.body)
+
+
+def hands_large_calls_over(schedule) -> bool:
+    """Whether a call on large arguments should leave the entry for the node-by-node path,
+    which splits elementwise kernels and reductions across the cores: when the schedule has
+    such steps and no loop (whose steps that path would run from Python)."""
+    return (any(isinstance(step, (Elementwise, Reduce)) for step in schedule.steps)
+            and not any(isinstance(step, Loop) for step in schedule.steps))
 
 
 def writers(steps) -> dict:

@@ -343,8 +343,9 @@ consider_constant = zero_grad
 class IndexMap(Op):
     """Stacks an inner graph evaluated at i = 0 .. n-1 (used for Jacobians of any length).
 
-    ``inner_inputs`` are ``[i] + free variables``; the node's inputs are ``[n] + free
-    variables``; the inner graph runs on the reference executor.
+    ``inner_inputs`` are ``[i] + free variables``; the node's inputs are ``[n, like] + free
+    variables``, where ``like`` has the shape of one row (so that no rows have a shape
+    too); the inner graph runs on the reference executor.
     """
 
     __props__ = ("inner_output",)
@@ -355,23 +356,22 @@ class IndexMap(Op):
         self.inner_output = inner_output
         self._runner = None
 
-    def make_node(self, n, *free):
+    def make_node(self, n, like, *free):
         from theanine.tensor.type import TensorType
         out = self.inner_output
-        return Apply(self, [n] + list(free), [TensorType(out.dtype, (None,) + out.type.shape)()])
+        return Apply(self, [n, like] + list(free), [TensorType(out.dtype, (None,) + out.type.shape)()])
 
     def perform(self, node, inputs, output_storage):
         from theanine.compile.executor import GraphRunner
         if self._runner is None:
             self._runner = GraphRunner([self.index_var] + self.inner_inputs, [self.inner_output])
-        n, *free = inputs
+        n, like, *free = inputs
         rows = [self._runner(np.asarray(i, dtype=self.index_var.dtype), *free)[0] for i in range(int(n))]
         out_t = node.outputs[0].type
         if rows:
             output_storage[0][0] = np.stack(rows).astype(out_t.dtype, copy=False)
         else:
-            shape = tuple(0 if s is None else s for s in (0,) + self.inner_output.type.shape[:])
-            output_storage[0][0] = np.zeros(shape, dtype=out_t.dtype)
+            output_storage[0][0] = np.zeros((0,) + np.shape(like), dtype=out_t.dtype)
 
 
 def jacobian(expression, wrt, consider_constant=None, disconnected_inputs="raise"):
@@ -399,10 +399,10 @@ def jacobian(expression, wrt, consider_constant=None, disconnected_inputs="raise
         return results if was_list else results[0]
     index = TensorType("int64", ())(name="jacobian_i")
     row_grads = grad(expression[index], wrts, consider_constant, disconnected_inputs)
-    for g in row_grads:
+    for g, w in zip(row_grads, wrts):  # a row of the Jacobian has the shape of its wrt
         free = [v for v in graph_inputs([g]) if v is not index and not hasattr(v, "data")]
         op = IndexMap(index, free, g)
-        results.append(op(cast(shape_i(expression, 0), "int64"), *free))
+        results.append(op(cast(shape_i(expression, 0), "int64"), w, *free))
     return results if was_list else results[0]
 
 

@@ -15,7 +15,6 @@ nothing. The cost: a process may hold up to 64 MiB of freed memory.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 
 #: blocks smaller than this come from the heap, not from fresh mappings
@@ -32,7 +31,7 @@ def keep_freed_memory() -> bool:
     if config.malloc_tuning != "on":
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)  # the process's own symbols, the C library's among them
         mallopt = libc.mallopt
         libc.gnu_get_libc_version  # glibc only: mallopt's parameters differ elsewhere
     except (OSError, AttributeError):

@@ -27,7 +27,7 @@ from theanine.tensor.elemwise import DimShuffle, SumTo, SumToShape
 from theanine.tensor.math import ArgReduce, CumOp, Dot
 from theanine.tensor.shape import MakeVector, Reshape, Shape, SpecifyShape
 from theanine.scan_module.op import HISTORY, Scan, resolve_mode
-from theanine.tensor.subtensor import IncSubtensor, Subtensor
+from theanine.tensor.subtensor import IncSubtensor, Nonzero, Subtensor
 
 _INTS = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64")
 
@@ -123,6 +123,8 @@ class _Builder:
             step = S.ArgReduce(ins[0], outs[0], op.axis, op.kind)
         elif isinstance(op, CumOp) and _widens(node.inputs[0].dtype, node.outputs[0].dtype):
             step = S.CumOp(ins[0], outs[0], op.axis, op.mode)
+        elif isinstance(op, Nonzero):
+            step = S.NonZero(ins[0], outs[0])
         elif isinstance(op, Join):
             out = node.outputs[0]
             kernels = tuple(self.kernel(_convert(v.dtype, out.dtype), out.ndim) for v in node.inputs)
@@ -319,7 +321,7 @@ def _add(dst, src) -> ScalarProgram:
 
 
 _ALLOCATING = (S.Elementwise, S.Reduce, S.Gemm, S.Join, S.IncSubtensor, S.ArgReduce, S.Gather,
-               S.Scatter)
+               S.Scatter, S.NonZero)
 
 
 def build_schedule(fgraph, planned, n_args=None, n_outputs=None, single=False, host_calls=True,

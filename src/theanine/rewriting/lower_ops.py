@@ -22,6 +22,12 @@ gather, scatter or product that meets the bad index or size).
   a gather (or scatter) with index vectors on leading axes, and NumPy's result layout
   restored (the arrays' dimensions in place when the advanced entries are adjacent, first
   otherwise). One index array of any rank is flattened; several must be vectors.
+- Boolean masks in a ``Subtensor`` / ``IncSubtensor``: each mask becomes the integer
+  vectors of ``nonzero(mask)`` (a native step), one per dimension it spans, as NumPy
+  defines them, checked by an ``IndexAssert`` (IndexError, as NumPy raises) per axis for a
+  mask of the size of the dimension it spans; the integer index is then lowered as above.
+  Not in mode 'cuda' (``CPU_ONLY``), which runs indexing on the host: there one op would
+  become several.
 - ``Dot`` on dtypes BLAS does not take: mixed floats are cast to the result dtype first
   (as NumPy does); integers become an elementwise product summed over the inner axis.
 - ``MatMul``: when one operand has no batch dimensions (or only static size-1 ones) the
@@ -30,9 +36,9 @@ gather, scatter or product that meets the bad index or size).
   always do. Other float batched products keep NumPy's ``matmul``: the fused product and
   sum is slower than it once the inner sizes pass a handful.
 
-Left alone: ``Nonzero`` and boolean masks (their result size is data dependent), repeats
-and index arrays of dtype uint64, several index arrays that are not all vectors (their
-broadcasting rules), and complex or float16 data, which native steps do not hold.
+Left alone: repeats and index arrays of dtype uint64, several index arrays that are not all
+vectors (their broadcasting rules; a mask counts as vectors), and complex or float16 data,
+which native steps do not hold.
 """
 
 from __future__ import annotations
@@ -41,18 +47,17 @@ from __future__ import annotations
 import numpy as np
 
 from theanine.gradient import ScalarGradOp
-from theanine.rewriting.engine import register_rewrite
-from theanine.rewriting.lowering import (PHASE, Unlowerable, checked, eq, product, size, sizes,
+from theanine.rewriting.lower_conv import CPU_ONLY
+from theanine.rewriting.lowering import (Unlowerable, checked, eq, lowering, product, size, sizes,
                                           static)
 from theanine.tensor import math as tm
 from theanine.tensor.basic import (ARange, Eye, NotScalarConstantError, Repeat, Split, alloc, arange,
-                                   get_scalar_constant_value, zeros)
+                                   Assert, get_scalar_constant_value, zeros)
 from theanine.tensor.elemwise import dimshuffle
 from theanine.tensor.math import Dot, MatMul
 from theanine.tensor.shape import constant_entries, flatten, reshape
-from theanine.tensor.subtensor import IncSubtensor, Subtensor, inc_subtensor
+from theanine.tensor.subtensor import IncSubtensor, Nonzero, Subtensor, inc_subtensor
 
-#: the phase of these rewrites (rewriting.NATIVE_PHASES: run by the native modes only)
 #: integer dtypes that native steps read as sizes and indices
 _INDEX_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64")
 #: dtypes that native steps hold
@@ -70,36 +75,17 @@ _FULL = ("s", False, False, False)
 
 
 
-def _lowering(*op_types):
-    """Register ``lower(node)`` (its docstring gives the identity) as the ``native`` rewrite
-    of ``op_types``: the node's outputs are replaced by what it returns, unless it returns
-    None or raises Unlowerable."""
-
-    def register(lower):
-        def rewrite(fgraph, node):
-            try:
-                return lower(node)
-            except Unlowerable:
-                return None
-
-        rewrite.__name__ = lower.__name__
-        rewrite.__doc__ = lower.__doc__
-        return register_rewrite(PHASE, tracks=op_types)(rewrite)
-
-    return register
-
-
 # --- identities and constructors -----------------------------------------------------------
 
 
-@_lowering(ScalarGradOp)
+@lowering(ScalarGradOp)
 def remove_gradient_op(node):
     """zero_grad(x), disconnected_grad(x), grad_clip(x), grad_scale(x) -> x (the forward
     pass; gradients were built before compiling)"""
     return [node.inputs[0]]
 
 
-@_lowering(Eye)
+@lowering(Eye)
 def lower_eye(node):
     """eye(n, m, k) -> switch(arange(m)[None, :] - arange(n)[:, None] == k, 1, 0), after an
     Assert that n and m are not negative"""
@@ -116,7 +102,7 @@ def lower_eye(node):
     return [tm.switch(diagonal, np.array(1, dtype=dtype), np.array(0, dtype=dtype))]
 
 
-@_lowering(ARange)
+@lowering(ARange)
 def lower_float_arange(node):
     """arange(start, stop, step) of floats -> NumPy's fill: first = start and second =
     start + step (each rounded to the dtype), then first + i * (second - first) for
@@ -152,7 +138,7 @@ def _along(x, axis, index):
     return x[(slice(None),) * axis + (index,)]
 
 
-@_lowering(Split)
+@lowering(Split)
 def lower_split(node):
     """split(x, sizes) -> x[..., c[k]:c[k + 1]] along the axis for c = [0, *cumsum(sizes)],
     after an Assert that the sizes are n_splits non-negative counts adding up to its size"""
@@ -175,7 +161,7 @@ def lower_split(node):
     return [_along(x, op.axis, slice(bounds[k], bounds[k + 1])) for k in range(op.n_splits)]
 
 
-@_lowering(Repeat)
+@lowering(Repeat)
 def lower_repeat(node):
     """repeat(x, r, axis) -> reshape(alloc(x with a new axis after ``axis``, ..., r, ...))
     for a scalar r; for a vector, x gathered along the axis at cumsum(ones scattered at
@@ -301,7 +287,7 @@ def _move(ndim, start, count, to):
     return others[:to] + moved + others[to:]
 
 
-@_lowering(Subtensor)
+@lowering(Subtensor)
 def lower_advanced_subtensor(node):
     """x[mixed index] -> gather(x[basic part] with the indexed axes in front, index vectors),
     with the arrays' dimensions then moved where NumPy puts them"""
@@ -320,7 +306,7 @@ def lower_advanced_subtensor(node):
     return [dimshuffle(out, _move(out.ndim, 0, nb, before))]
 
 
-@_lowering(IncSubtensor)
+@lowering(IncSubtensor)
 def lower_advanced_inc_subtensor(node):
     """inc/set(x[mixed index], y) -> the same scatter into x[basic part] with the indexed
     axes in front (y's axes moved alike), its axes moved back, and set into x"""
@@ -351,6 +337,80 @@ def _inverse(order):
     return [order.index(d) for d in range(len(order))]
 
 
+# --- boolean masks ------------------------------------------------------------------------------
+
+
+class IndexAssert(Assert):
+    """An Assert whose failure raises IndexError, as NumPy does for a bad index."""
+
+    def perform(self, node, inputs, output_storage):
+        x, *conditions = inputs
+        if not all(bool(c) for c in conditions):
+            raise IndexError(self.message)
+        output_storage[0][0] = x
+
+
+def _masks_as_vectors(op, x, index_inputs):
+    """(idx_list, inputs) of ``op``'s index with each mask spanning k dimensions replaced by
+    the k integer vectors of nonzero(mask), checked (IndexAssert, one per axis) for a mask
+    with the sizes of the dimensions of ``x`` it spans. The check follows nonzero, so that
+    ops indexing with one mask (x[mask] and its gradient) share its nonzero."""
+    values = iter(index_inputs)
+    idx_list, inputs, dim = [], [], 0
+    for entry in op.idx_list:
+        kind = entry[0]
+        if kind != "b":
+            idx_list.append(entry)
+            inputs += [next(values) for _ in range(sum(entry[1:]) if kind == "s" else kind in ("i", "a"))]
+            dim += kind in ("s", "i", "a")
+            continue
+        mask = next(values)
+        rows = Nonzero()(mask)
+        for k in range(mask.ndim):
+            same = eq(size(x, dim + k), size(mask, k))
+            if same is not True:  # False cannot be: make_node checks static sizes
+                rows = IndexAssert(_mask_message(dim + k))(rows, same)
+        idx_list += [("a",)] * mask.ndim
+        inputs += [rows[k] for k in range(mask.ndim)]
+        dim += mask.ndim
+    return tuple(idx_list), inputs
+
+
+def _mask_message(axis) -> str:
+    """The error of a mask whose size differs from that of the ``axis`` it spans: one for
+    every op indexing with it, so that the checks of one mask merge."""
+    return (f"Subtensor: boolean index did not match indexed array along axis {axis} (the mask's "
+            "size differs from the axis')")
+
+
+def _has_mask(op, x) -> bool:
+    """Whether ``op`` indexes ``x`` (of a dtype native steps hold) with a boolean mask."""
+    return any(e[0] == "b" for e in op.idx_list) and x.dtype in _NATIVE_DTYPES
+
+
+@lowering(Subtensor, tags=(CPU_ONLY,))
+def lower_mask_subtensor(node):
+    """x[..., mask, ...] -> x[..., *nonzero(mask), ...] (one integer vector per dimension
+    the mask spans), the nonzero checked (IndexError) to be of a mask of those dimensions'
+    sizes"""
+    x, *index_inputs = node.inputs
+    if not _has_mask(node.op, x):
+        return None
+    idx_list, inputs = _masks_as_vectors(node.op, x, index_inputs)
+    return [Subtensor(idx_list)(x, *inputs)]
+
+
+@lowering(IncSubtensor, tags=(CPU_ONLY,))
+def lower_mask_inc_subtensor(node):
+    """set/inc(x[..., mask, ...], y) -> set/inc(x[..., *nonzero(mask), ...], y), the nonzero
+    checked (IndexError) to be of a mask of the sizes of the dimensions it spans"""
+    x, y, *index_inputs = node.inputs
+    if not _has_mask(node.op, x):
+        return None
+    idx_list, inputs = _masks_as_vectors(node.op, x, index_inputs)
+    return [IncSubtensor(idx_list, node.op.set_instead_of_inc)(x, y, *inputs)]
+
+
 # --- products -----------------------------------------------------------------------------
 
 
@@ -372,7 +432,7 @@ def _summed_products(a, b, dtype):
     return tm.sum(terms, axis=terms.ndim - 2, dtype=dtype)
 
 
-@_lowering(Dot)
+@lowering(Dot)
 def lower_dot(node):
     """dot(a, b) on dtypes BLAS does not take: a * b for a scalar operand; mixed floats
     cast to the result dtype (as NumPy does); integers summed products in the result dtype"""
@@ -390,7 +450,7 @@ def lower_dot(node):
     return [_summed_products(_aligned(a, b, "dot"), b, dtype)]
 
 
-@_lowering(MatMul)
+@lowering(MatMul)
 def lower_matmul(node):
     """matmul(a, b) -> one BLAS product when an operand has no batch dimensions (a's batch
     folded into the rows, or b's into the columns); a fused product and sum for integers and

@@ -24,6 +24,26 @@ class Unlowerable(Exception):
     """The node is left as it is (its ``perform`` runs)."""
 
 
+def lowering(*op_types, tags=()):
+    """Register ``lower(node)`` (its docstring gives the identity) as the ``native`` rewrite
+    of ``op_types`` (with the further ``tags``): the node's outputs are replaced by what it
+    returns, unless it returns None or raises Unlowerable."""
+    from theanine.rewriting.engine import register_rewrite
+
+    def register(lower):
+        def rewrite(fgraph, node):
+            try:
+                return lower(node)
+            except Unlowerable:
+                return None
+
+        rewrite.__name__ = lower.__name__
+        rewrite.__doc__ = lower.__doc__
+        return register_rewrite(PHASE, *tags, tracks=op_types)(rewrite)
+
+    return register
+
+
 def size(v, axis):
     """The size of ``v`` along ``axis``: an int when static, else a symbolic int64 scalar."""
     s = v.type.shape[axis]

@@ -203,6 +203,26 @@ def _build_index(idx_list, values, expand_masks=False):
     return tuple(index)
 
 
+def _check_masks(idx_list, values, shape):
+    """Raise NumPy's IndexError for a mask whose shape differs from the sizes of the
+    dimensions of ``shape`` it indexes (numpy.add.at of its nonzero indices would not)."""
+    it = iter(values)
+    dim = 0
+    for e in idx_list:
+        kind = e[0]
+        if kind == "b":
+            mask = np.asarray(next(it))
+            for k, n in enumerate(mask.shape):
+                if dim + k < len(shape) and shape[dim + k] != n:
+                    raise IndexError(f"boolean index did not match indexed array along axis {dim + k}; size "
+                                     f"of axis is {shape[dim + k]} but size of corresponding boolean axis is {n}")
+            dim += mask.ndim
+            continue
+        for _ in range(sum(e[1:]) if kind == "s" else kind in ("i", "a")):
+            next(it)
+        dim += kind in ("s", "i", "a")
+
+
 def _describe_index(idx_list):
     parts = []
     for e in idx_list:
@@ -301,6 +321,7 @@ class IncSubtensor(Op):
             if self.set_instead_of_inc:
                 out[_build_index(self.idx_list, values)] = y
             elif self.is_advanced:
+                _check_masks(self.idx_list, values, x.shape)
                 np.add.at(out, _build_index(self.idx_list, values, expand_masks=True), y)
             else:
                 index = _build_index(self.idx_list, values)
