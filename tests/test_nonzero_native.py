@@ -319,3 +319,20 @@ def test_export_refuses_a_mask_it_cannot_size(tmp_path):
     f = theanine.function([x], x[x > 0], mode="c")
     with pytest.raises(ValueError, match="cannot be exported"):
         theanine.export_c(f, tmp_path)
+
+
+@pytest.mark.parametrize("index", [[4, 0, 2, 2], [2 ** 64 - 1], [], [2 ** 63 - 1 + 2 ** 63 - 4]])
+def test_uint64_index_arrays_are_cast_as_numpy_casts_them(mode, index):
+    x, m, i = T.dvector("x"), T.dmatrix("m"), T.vector("i", dtype="uint64")
+    f = theanine.function([x, m, i], [x[i], T.inc_subtensor(x[i], 1.0), m[i, 1:],
+                                      T.set_subtensor(m[i, :1], -1.0)], mode=mode)
+    if mode != "py":
+        assert f.fallbacks == []
+    xv, mv, iv = np.arange(5.0), np.arange(15.0).reshape(5, 3), np.array(index, dtype="uint64")
+    inc, put = xv.copy(), mv.copy()
+    np.add.at(inc, iv.astype(np.int64), 1.0)
+    put[iv, :1] = -1.0
+    for got, want in zip(f(xv, mv, iv), [xv[iv], inc, mv[iv, 1:], put]):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(IndexError, match="out of bounds"):
+        f(xv, mv, np.array([2 ** 63], dtype="uint64"))

@@ -36,7 +36,9 @@ gather, scatter or product that meets the bad index or size).
   always do. Other float batched products keep NumPy's ``matmul``: the fused product and
   sum is slower than it once the inner sizes pass a handful.
 
-Left alone: repeats and index arrays of dtype uint64, several index arrays that are not all
+- Index arrays of dtype uint64: cast to int64, wrapping as NumPy casts them.
+
+Left alone: repeats and integer (not array) indices of dtype uint64, several index arrays that are not all
 vectors (their broadcasting rules; a mask counts as vectors), and complex or float16 data,
 which native steps do not hold.
 """
@@ -409,6 +411,45 @@ def lower_mask_inc_subtensor(node):
         return None
     idx_list, inputs = _masks_as_vectors(node.op, x, index_inputs)
     return [IncSubtensor(idx_list, node.op.set_instead_of_inc)(x, y, *inputs)]
+
+
+def _uint64_arrays(op, index_inputs) -> list:
+    """The positions in ``index_inputs`` of index arrays of dtype uint64."""
+    values, positions = iter(range(len(index_inputs))), []
+    for entry in op.idx_list:
+        kind = entry[0]
+        for k in [next(values) for _ in range(sum(entry[1:]) if kind == "s" else kind in ("i", "a", "b"))]:
+            if kind == "a" and index_inputs[k].dtype == "uint64":
+                positions.append(k)
+    return positions
+
+
+def _as_int64_arrays(op, index_inputs):
+    """``index_inputs`` with each uint64 index array cast to int64, wrapping as NumPy casts it
+    (2**64 - 1 indexes the last element; 2**63 is out of bounds)."""
+    inputs = list(index_inputs)
+    for k in _uint64_arrays(op, inputs):
+        inputs[k] = tm.cast(inputs[k], "int64")
+    return inputs
+
+
+@lowering(Subtensor)
+def lower_uint64_subtensor(node):
+    """x[uint64 array] -> x[int64 array] (NumPy's cast)"""
+    x, *index_inputs = node.inputs
+    if x.dtype not in _NATIVE_DTYPES or not _uint64_arrays(node.op, index_inputs):
+        return None
+    return [Subtensor(node.op.idx_list)(x, *_as_int64_arrays(node.op, index_inputs))]
+
+
+@lowering(IncSubtensor)
+def lower_uint64_inc_subtensor(node):
+    """set/inc(x[uint64 array], y) -> set/inc(x[int64 array], y) (NumPy's cast)"""
+    x, y, *index_inputs = node.inputs
+    if x.dtype not in _NATIVE_DTYPES or not _uint64_arrays(node.op, index_inputs):
+        return None
+    return [IncSubtensor(node.op.idx_list, node.op.set_instead_of_inc)(
+        x, y, *_as_int64_arrays(node.op, index_inputs))]
 
 
 # --- products -----------------------------------------------------------------------------
