@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numpy.lib.stride_tricks import sliding_window_view
 
 import theanine
 import theanine.tensor as T
 from theanine.gradient import verify_grad
+from theanine.tensor.elemwise import Elemwise
 from theanine.tensor.nnet import Conv2d, Conv2dGradInputs, Conv2dGradWeights
 from theanine.tensor.signal.pool import AveragePoolGrad, MaxPoolGrad, MaxPoolGradGrad, Pool, pool_2d
 
@@ -25,6 +27,11 @@ TOL = {"float32": dict(rtol=1e-4, atol=1e-5), "float64": dict(rtol=1e-10, atol=1
 def kept_ops(f):
     """The convolution and pooling nodes left in ``f``'s graph."""
     return [n for n in f.graph.apply_nodes if isinstance(n.op, LOWERED_OPS)]
+
+
+def elementwise_ranks(f):
+    """The ranks of the elementwise nodes of ``f``'s graph."""
+    return [n.outputs[0].ndim for n in f.graph.apply_nodes if isinstance(n.op, Elemwise)]
 
 
 def check_lowered(inputs, outputs, values, mode, dtype="float64"):
@@ -62,6 +69,10 @@ CONV_CASES = [  # input shape, filter shape, conv2d arguments
     ((2, 3, 7, 6), (4, 3, 3, 2), dict(filter_flip=False, border_mode="half")),
     ((1, 1, 1, 1), (1, 1, 1, 1), dict(border_mode="full")),                 # all size 1
     ((3, 1, 4, 1), (2, 1, 2, 1), dict()),                                   # a column
+    ((3, 2, 10, 9), (3, 2, 5, 5), dict()),                                  # 5 x 5 filters
+    ((2, 3, 7, 8), (4, 3, 2, 2), dict(subsample=(3, 3))),                   # cells no window reads
+    ((2, 2, 9, 11), (3, 2, 3, 3), dict(subsample=2, filter_dilation=2, border_mode=(1, 2))),
+    ((1, 4, 5, 9), (4, 2, 2, 4), dict(num_groups=2, border_mode="full", subsample=(1, 3))),
 ]
 
 
@@ -212,6 +223,57 @@ def test_max_pool_gradient_goes_to_every_tied_maximum(mode, stride):
     f = theanine.function([x], g, mode=mode)
     assert kept_ops(f) == []
     np.testing.assert_array_equal(f(value), theanine.function([x], g, mode="py")(value))
+
+
+TILED_CASES = [  # input shape, ws: windows that tile the input (stride = window, no padding)
+    ((2, 3, 8, 6), (2, 2)),
+    ((2, 2, 9, 4), (3, 2)),
+    ((3, 6, 6), (1, 3)),
+    ((1, 2, 8, 3), (4, 1)),
+]
+
+
+@pytest.mark.parametrize("mode", NATIVE)
+@pytest.mark.parametrize("case", TILED_CASES, ids=[f"{s}-ws{ws}" for s, ws in TILED_CASES])
+def test_tiled_max_pool_gradient_with_ties_and_non_finite_values(rng, mode, case):
+    """Max pooling of windows that tile the input and its gradient (two passes, through the
+    maximum of each window's rows): ties within a row, within a column and across both,
+    windows of -inf, and NaN and +inf cells, as in mode "py"."""
+    shape, ws = case
+    x = T.tensor(dtype="float64", shape=shape)
+    value = rng.integers(0, 3, size=shape).astype("float64")         # many ties
+    flat = value.reshape(-1)
+    flat[:ws[0] * ws[1] * 2] = -np.inf
+    flat[rng.choice(flat.size, 3, replace=False)] = [np.nan, np.inf, -np.inf]
+    out = pool_2d(x, ws, True)
+    weights = T.cos(T.arange(out.size).reshape(out.shape).astype(out.dtype))
+    outputs = [out, theanine.grad(T.sum(out * weights), x)]
+    f = theanine.function([x], outputs, mode=mode)
+    assert kept_ops(f) == [] and f.entry is not None
+    assert elementwise_ranks(f) and max(elementwise_ranks(f)) == x.ndim + 1   # no pass over x's tiles
+    for got, want in zip(f(value), theanine.function([x], outputs, mode="py")(value)):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("mode", NATIVE)
+@pytest.mark.parametrize("stride", [None, (1, 1)], ids=["tiled", "overlapping"])
+def test_max_pool_grad_of_a_given_maximum(rng, mode, stride):
+    """MaxPoolGrad built directly, with ``maxout`` not the windows' maximum: the gradient goes
+    to the cells equal to the given value, as in mode "py" (the two-pass form of tiled
+    windows needs maxout to be the pooling of x, and is not used here)."""
+    x, m, gz = T.dtensor4(), T.dtensor4(), T.dtensor4()
+    op = MaxPoolGrad((2, 2), True, stride or (2, 2))
+    x4 = T.specify_shape(x, (1, 2, 4, 6))
+    f = theanine.function([x, m, gz], op(x4, m, gz), mode=mode)
+    assert kept_ops(f) == []
+    if stride is None:
+        assert max(elementwise_ranks(f)) == 6      # one pass over x's tiles (..., OH, 2, OW, 2)
+    xv = rng.integers(0, 4, size=(1, 2, 4, 6)).astype("float64")
+    step = stride or (2, 2)
+    smallest = sliding_window_view(xv, (2, 2), axis=(2, 3))[:, :, ::step[0], ::step[1]].min(axis=(-2, -1))
+    gzv = rng.normal(size=smallest.shape)
+    want = theanine.function([x, m, gz], op(x4, m, gz), mode="py")(xv, smallest, gzv)
+    np.testing.assert_array_equal(f(xv, smallest, gzv), want)
 
 
 @pytest.mark.parametrize("mode", NATIVE)
