@@ -64,6 +64,7 @@ _BITS = {"band": "&", "bor": "|", "bxor": "^"}
 
 _PRELUDE = r"""#include <stdint.h>
 #include <stdbool.h>
+#include <string.h>
 #include <math.h>
 
 /* llvm.maximum / llvm.minimum: nan if either is nan; -0 orders below +0 */

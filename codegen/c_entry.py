@@ -823,7 +823,14 @@ class _Steps:
             w.require(w.any_of([w.eq(n, "1"), w.eq(n, target)]), "shape")
         out = self._allocate(step.out, dims)
         with self.work():
-            self._copy(step.kernel, value, dims, out)
+            if step.zero:
+                total = "1"
+                for n in dims:
+                    total = w.mul(total, n)
+                nbytes = w.mul(total, str(ITEMSIZE[self.s.buffers[step.out].dtype]))
+                w.raw(f"memset({out.data}, 0, (size_t){nbytes});")
+            else:
+                self._copy(step.kernel, value, dims, out)
 
     def _MakeVector(self, step):
         w = self.w

@@ -992,6 +992,12 @@ class _Renderer:
             target = dims[len(dims) - len(value.dims) + d]
             f.require(f.any_of([f.eq(n, "1"), f.eq(n, target)]))
         out = self._allocate(step.out, dims)
+        if step.zero:
+            total = "1"
+            for n in dims:
+                total = f.mul(total, n)
+            self._fill(out.data, total, self.s.buffers[step.out].dtype, "0")
+            return
         self._copy(step.kernel, value, dims, out)
 
     def _MakeVector(self, step):

@@ -126,12 +126,15 @@ class Index:
 @dataclass(frozen=True)
 class Fill:
     """``out`` of sizes ``dims`` (0-d integer buffers) holds ``value`` broadcast to them, copied
-    by ``kernel`` (an element copy). Negative sizes and values that do not broadcast bail."""
+    by ``kernel`` (an element copy), or, when ``zero`` (``value`` is a constant whose bits
+    are all zero), set with one memset. Negative sizes and values that do not broadcast
+    bail."""
 
     kernel: str
     value: int
     dims: tuple
     out: int
+    zero: bool = False
 
 
 @dataclass(frozen=True)

@@ -492,3 +492,15 @@ def test_unpickled_arrays_still_take_the_entry(rng):
     np.testing.assert_array_equal(f(xv), xv * 2)
     np.testing.assert_array_equal(s.get_value(), 1 + xv)
     assert calls.calls == 0
+
+
+@pytest.mark.parametrize("value", [0.0, -0.0, 1.5])
+def test_fills_of_zero_bits_are_one_memset(value):
+    n, m = T.lscalar("n"), T.lscalar("m")
+    f = entry_only(compiled([n, m], T.alloc(np.float64(value), n, m)))
+    for shape in [(3, 4), (0, 5), (1, 1)]:
+        got = f(np.int64(shape[0]), np.int64(shape[1]))
+        np.testing.assert_array_equal(got, np.full(shape, value))
+        assert np.array_equal(np.signbit(got), np.signbit(np.full(shape, value)))
+    steps = [s for s in f._native.rendered.source.splitlines() if "memset" in s and "call" in s or "memset(" in s]
+    assert bool(steps) == (value == 0.0 and not np.signbit(value))

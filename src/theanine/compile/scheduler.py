@@ -130,7 +130,8 @@ class _Builder:
             kernels = tuple(self.kernel(_convert(v.dtype, out.dtype), out.ndim) for v in node.inputs)
             step = S.Join(kernels, tuple(ins), op.axis, outs[0])
         elif isinstance(op, Alloc) and _integers(node.inputs[1:]):
-            step = S.Fill(self.copy_kernel(self.buffers[outs[0]]), ins[0], tuple(ins[1:]), outs[0])
+            step = S.Fill(self.copy_kernel(self.buffers[outs[0]]), ins[0], tuple(ins[1:]), outs[0],
+                          _all_zero_bits(node.inputs[0]))
         elif isinstance(op, MakeVector) and op.dtype in _INTS and _integers(node.inputs):
             step = S.MakeVector(tuple(ins), outs[0])
         elif isinstance(op, MakeVector) and ins:
@@ -268,6 +269,14 @@ class _Builder:
         return c
 
 
+def _all_zero_bits(var) -> bool:
+    """Whether ``var`` is a constant whose every bit is zero (0, 0.0, False; not -0.0)."""
+    if not isinstance(var, Constant):
+        return False
+    data = np.ascontiguousarray(var.data).reshape(-1)
+    return data.size > 0 and not data.view(np.uint8).any()
+
+
 def _integers(variables) -> bool:
     """Whether every one of ``variables`` (sizes, bounds) is of an integer dtype a step reads."""
     return all(v.dtype in _INTS for v in variables)
@@ -321,7 +330,7 @@ def _add(dst, src) -> ScalarProgram:
 
 
 _ALLOCATING = (S.Elementwise, S.Reduce, S.Gemm, S.Join, S.IncSubtensor, S.ArgReduce, S.Gather,
-               S.Scatter, S.NonZero)
+               S.Scatter, S.NonZero, S.Fill, S.MakeVector, S.ARange, S.CumOp)
 
 
 def build_schedule(fgraph, planned, n_args=None, n_outputs=None, single=False, host_calls=True,
