@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+from theanine.compile import memory
 from theanine.codegen import lower
 from theanine.scalar.composite import single_program
 from theanine.tensor.elemwise import Elemwise
@@ -379,7 +380,7 @@ class ElementwiseThunk:
             if len(self.plans) < 64:
                 self.plans[key] = plan
         shape, dims, strides, addresses, parallel = plan
-        out = np.empty(shape, dtype=self.dtype)
+        out = memory.empty(shape, self.dtype)
         pointers = [a.ctypes.data for a in arrays]
         pointers.append(out.ctypes.data)
         if parallel:
