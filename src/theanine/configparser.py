@@ -33,7 +33,8 @@ class Config:
         "cflags": "flags passed to the C compiler",
         "compute_test_value": "unused; accepted for compatibility with Theano scripts",
         "malloc_tuning": "'on': when native code first loads, glibc's malloc keeps freed memory "
-                         "for reuse (see theanine.compile.memory); 'off': malloc is left alone",
+                         "for reuse and large results reuse dead results' blocks (see theanine.compile.memory); "
+                         "'off': neither",
     }
 
     def __init__(self):
