@@ -90,7 +90,8 @@ def module_key(text: str) -> str:
     return cache_key("c-shared-object", text, compiler_identity(), tuple(flags()), host_cpu())
 
 
-def _private_dir(parent=None) -> str:
+def private_dir(parent=None) -> str:
+    """A new temporary directory only this user can enter (in ``parent`` when given)."""
     path = tempfile.mkdtemp(prefix="theanine-cc-", dir=parent)
     os.chmod(path, 0o700)
     return path
@@ -109,7 +110,7 @@ def load_shared_object(blob: bytes, fallback_parent=None, what="C back end") -> 
         try:
             if parent is not None:
                 os.makedirs(parent, mode=0o700, exist_ok=True)
-            directory = _private_dir(parent)
+            directory = private_dir(parent)
         except OSError as e:
             error = e
             continue
@@ -145,7 +146,8 @@ def build(text: str, directory: str) -> str:
     return out
 
 
-def _addresses(lib, symbols) -> dict:
+def symbol_addresses(lib, symbols) -> dict:
+    """{name: address} of ``symbols`` in the loaded library ``lib``; RuntimeError naming a missing one."""
     out = {}
     for name in symbols:
         try:
@@ -172,7 +174,7 @@ def compile_source(text: str, symbols, cache: DiskCache | None = None) -> dict:
                 except RuntimeError:  # an intact entry this machine cannot load: rebuild it
                     lib = None
             if lib is None:
-                directory = _private_dir()
+                directory = private_dir()
                 try:
                     with open(build(text, directory), "rb") as f:
                         blob = f.read()
@@ -181,4 +183,4 @@ def compile_source(text: str, symbols, cache: DiskCache | None = None) -> dict:
                 cache.put("c", key, blob)
                 lib = load_shared_object(blob)
             _loaded[key] = lib
-        return _addresses(lib, symbols)
+        return symbol_addresses(lib, symbols)

@@ -56,3 +56,10 @@ except ImportError:  # hypothesis is a test extra; the fuzz tests skip without i
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "fuzz: differential fuzzing with Hypothesis (tests/test_fuzz.py)")
+
+
+# Linking every module the suite compiles into a shared library (theanine.codegen.shared_lib)
+# would cost the cold suite about a minute of CPU; tests/test_shared_lib.py turns it on.
+from theanine.configparser import config as _config  # noqa: E402
+
+_config.shared_libraries = "off"

@@ -3,7 +3,9 @@ entries, unsafe permissions, a size cap, and its command line, with real LLVM ob
 C shared objects (``tests/test_cache.py`` checks the DiskCache itself with synthetic bytes).
 
 Every test works in its own temporary cache directory (``THEANINE_FLAGS=cache_dir=...`` for
-the processes it starts, ``config.change(cache_dir=...)`` in this one).
+the processes it starts, ``config.change(cache_dir=...)`` in this one). The processes link
+no shared libraries (``shared_libraries=off``), which would serve LLVM modules before the
+object entries under test are read; ``tests/test_shared_lib.py`` covers that level.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ TIMEOUT = 240
 
 def _env(cache_dir, **extra):
     env = dict(os.environ)
-    env["THEANINE_FLAGS"] = f"cache_dir={cache_dir}"
+    env["THEANINE_FLAGS"] = f"cache_dir={cache_dir},shared_libraries=off"
     env.update(extra)
     return env
 

@@ -14,6 +14,7 @@ _VALID = {
     "floatX": ("float64", "float32", "float16"),
     "mode": ("llvm", "c", "py", "FAST_COMPILE", "FAST_RUN"),
     "malloc_tuning": ("on", "off"),
+    "shared_libraries": ("on", "off"),
 }
 
 
@@ -35,6 +36,9 @@ class Config:
         "malloc_tuning": "'on': when native code first loads, glibc's malloc keeps freed memory "
                          "for reuse and large results reuse dead results' blocks (see theanine.compile.memory); "
                          "'off': neither",
+        "shared_libraries": "'on': the LLVM back end's object code is also linked into shared libraries "
+                            "in the cache, which later processes load without LLVM "
+                            "(see theanine.codegen.shared_lib); 'off': every process uses the JIT",
     }
 
     def __init__(self):
@@ -46,6 +50,7 @@ class Config:
             "cflags": "-O3 -march=native",
             "compute_test_value": "off",
             "malloc_tuning": "on",
+            "shared_libraries": "on",
         })
         self._apply_flags(os.environ.get("THEANINE_FLAGS", ""))
 
