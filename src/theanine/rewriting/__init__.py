@@ -15,7 +15,7 @@ from theanine.rewriting.merge import merge
 from theanine.rewriting import constant_folding  # noqa: F401
 from theanine.rewriting import canonicalize, specialize, stabilize  # noqa: F401
 from theanine.rewriting import (lower_conv, lower_loops, lower_ops, nnet, random_draws,  # noqa: F401
-                                scan_merge, shape_only)
+                                scan_invariants, scan_merge, shape_only)
 
 _FAST_COMPILE_PHASES = ("constant_folding",)
 #: modes whose graphs are fused into native kernels
