@@ -16,7 +16,7 @@ from theanine.tensor.basic import Alloc, NotScalarConstantError, get_scalar_cons
 from theanine.tensor.elemwise import DimShuffle, Elemwise, SumTo, dimshuffle
 from theanine.tensor.math import cast
 from theanine.tensor.shape import Reshape, Shape, SpecifyShape
-from theanine.tensor.subtensor import Subtensor
+from theanine.tensor.subtensor import IncSubtensor, Subtensor
 from theanine.tensor.variable import TensorConstant, constant
 
 # --- helpers ------------------------------------------------------------------------------
@@ -261,3 +261,43 @@ def remove_noop_alloc(fgraph, node):
     if all(s is not None or is_shape_i(d, value, i) for i, (s, d) in enumerate(zip(out.type.shape, dims))):
         return [value]
     return None
+
+
+# --- increments of zeros ----------------------------------------------------------------------
+
+
+def _increments_of(var):
+    """(base, [(op, value, index inputs), ...]) when ``var`` is a chain of increments
+    (IncSubtensor, not set) of a base, the first increment first; else (var, [])."""
+    steps = []
+    while var.owner is not None and isinstance(var.owner.op, IncSubtensor) \
+            and not var.owner.op.set_instead_of_inc:
+        node = var.owner
+        steps.append((node.op, node.inputs[1], node.inputs[2:]))
+        var = node.inputs[0]
+    return var, steps[::-1]
+
+
+def _is_zeros(var) -> bool:
+    if var.owner is None or not isinstance(var.owner.op, Alloc):
+        return False
+    try:
+        return get_scalar_constant_value(var.owner.inputs[0]) == 0
+    except NotScalarConstantError:
+        return False
+
+
+@register_rewrite("canonicalize", tracks=(Elemwise(ts.add),))
+def increments_of_one_zeros(fgraph, node):
+    """inc(zeros, a, i) + inc(zeros, b, j) -> inc(inc(zeros, a, i), b, j) (the gradient of
+    several slices of one value: one buffer takes every increment in turn)"""
+    chains = [_increments_of(x) for x in node.inputs]
+    base = chains[0][0]
+    if len(chains) < 2 or not _is_zeros(base) or base.type != node.outputs[0].type \
+            or any(b is not base or not steps for b, steps in chains):
+        return None
+    out = node.inputs[0]
+    for _, steps in chains[1:]:
+        for op, value, index in steps:
+            out = op(out, value, *index)
+    return [out]
