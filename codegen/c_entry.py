@@ -941,6 +941,10 @@ class _Steps:
         saved = dict(self.contiguous)
         w.n += 1
         t = f"i_step{w.n}"
+        ran = n
+        if step.stop is not None:
+            ran = f"ran{w.n}"
+            w.raw(f"int64_t {ran} = {n};")
         w.open(f"for (int64_t {t} = 0; {t} < {n}; {t}++)")
         for outer, b in step.sequences:
             self._bind(b, self._row(self.views[outer], t))
@@ -973,19 +977,36 @@ class _Steps:
             self._copy(o.copy, value, row.dims, row)
             if o.value in self.owned:
                 host.release(o.value)
+        if step.stop is not None:  # a 'while' loop: stop after a step whose condition holds
+            stop = self._truth(step.stop)
+            if step.stop in self.owned:
+                host.release(step.stop)
+            w.open(f"if ({stop})")
+            w.raw(f"{ran} = {t} + 1;")
+            w.raw("break;")
+            w.close()
         w.close()
         self.contiguous = saved
         for o in step.outputs:
+            if o.kind == "history" and step.stop is not None:
+                out = self.views[o.out]
+                self.views[o.out] = _View(out.data, [w.let(f"{ran} + {o.n_back}")] + out.dims[1:],
+                                          out.strides)
             if o.kind == "final":
                 state = o.taps[0][1]
                 v = _View(f"(char *)owned{state}", states[state].dims, states[state].strides)
                 self._copy(o.copy, v, v.dims, self._allocate(o.out, v.dims))
                 host.release(state)
             elif o.kind == "stacked":
-                dims = [n] + [f"loopdim{o.out}_{d}" for d in range(self.s.buffers[o.value].ndim)]
+                dims = [ran] + [f"loopdim{o.out}_{d}" for d in range(self.s.buffers[o.value].ndim)]
                 self.views[o.out] = _View(f"loopdata{o.out}", dims,
                                           self._contiguous_strides(self.s.buffers[o.out].dtype, dims))
                 self.contiguous[o.out] = "true"
+
+    def _truth(self, b) -> str:
+        """A C expression: whether the 0-d buffer ``b`` is nonzero (a NaN counts as true)."""
+        dtype = self.s.buffers[b].dtype
+        return f"(*(const {crender.MEM_TYPES[dtype]} *){self.views[b].data} != 0)"
 
     def _row_target(self, b, dims) -> _View:
         """The row of step ``t`` of the output that stacks or keeps loop value ``b``, as its

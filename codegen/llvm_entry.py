@@ -1201,13 +1201,29 @@ class _Renderer:
             self._copy(o.copy, value, row.dims, row)
             if o.value in self.owned:
                 self._release(o.value)
-        f.raw(f"br label %{tag}_latch")
+        ran = n
+        if step.stop is not None:  # a 'while' loop: stop after a step whose condition holds
+            stop = self._truth(step.stop)
+            if step.stop in self.owned:
+                self._release(step.stop)
+            f.raw(f"br i1 {stop}, label %{tag}_stop, label %{tag}_latch")
+            f.start(f"{tag}_stop")
+            f.raw(f"%{tag}_ran = add i64 {t}, 1")
+            f.raw(f"br label %{tag}_exit")
+        else:
+            f.raw(f"br label %{tag}_latch")
         f.start(f"{tag}_latch")
         f.raw(f"%{tag}_next = add i64 {t}, 1")
         f.raw(f"br label %{tag}_head")
         f.start(f"{tag}_exit")
+        if step.stop is not None:
+            ran = f(f"phi i64 [{n}, %{tag}_head], [%{tag}_ran, %{tag}_stop]")
         self.contiguous = saved
         for o in step.outputs:
+            if o.kind == "history" and step.stop is not None:
+                out = self.views[o.out]
+                self.views[o.out] = _View(out.data, [f(f"add i64 {ran}, {o.n_back}")] + out.dims[1:],
+                                          out.strides)
             if o.kind == "final":
                 state = o.taps[0][1]
                 v = _View(f(f"load ptr, ptr {self.owned[state][1]}"), states[state].dims, states[state].strides)
@@ -1215,10 +1231,19 @@ class _Renderer:
                 self._release(state)
             elif o.kind == "stacked":
                 data, dims = cells[o.out]
-                dims = [n] + [f(f"load i64, ptr {cell}") for cell in dims]
+                dims = [ran] + [f(f"load i64, ptr {cell}") for cell in dims]
                 self.views[o.out] = _View(f(f"load ptr, ptr {data}"), dims,
                                           self._contiguous_strides(self.s.buffers[o.out].dtype, dims))
                 self.contiguous[o.out] = "true"
+
+    def _truth(self, b) -> str:
+        """Whether the 0-d buffer ``b`` is nonzero (a NaN counts as true), as an i1."""
+        dtype = self.s.buffers[b].dtype
+        ty = llvm.LLVM_TYPES[dtype]
+        value = self.f(f"load {ty}, ptr {self.views[b].data}")
+        if dtype.startswith("float"):
+            return self.f(f"fcmp une {ty} {value}, 0.0")
+        return self.f(f"icmp ne {ty} {value}, 0")
 
     def _row_target(self, b, dims) -> _View:
         """The row of step ``t`` of the output that stacks or keeps loop value ``b``, as its

@@ -319,13 +319,17 @@ class Loop:
     pairs bound once (non-sequences); ``outputs``: one ``LoopOutput`` each. A negative
     count, a sequence shorter than the count, an initial block of the wrong length or a
     step value of another shape than its state bails. With a 'stacked' output a count
-    of 0 bails (the shape of an empty result is not known natively)."""
+    of 0 bails (the shape of an empty result is not known natively). ``stop``: the body
+    buffer (0-d) holding a 'while' loop's condition, or None: after a step where it is
+    nonzero the loop ends, and the 'history' and 'stacked' outputs hold only the rows of
+    the steps that ran."""
 
     n_steps: int
     sequences: tuple
     bindings: tuple
     outputs: tuple
     body: tuple
+    stop: int | None = None
 
 
 STEP_TYPES = (Elementwise, Reduce, Gemm, DimShuffle, SumToShape, SumToDims, ShapeOf, Index, Fill, MakeVector,
@@ -523,9 +527,11 @@ def _plan_loop(schedule, step, root, storage) -> Lifetimes:
     body_written = {b for st in walk(step.body) for b in written(st)}
     bound = {b for st in walk([step]) if isinstance(st, Loop) for b in loop_bound(st)}
     outside = bound | {b for st in step.body for b in read(st)} - body_written
-    values = tuple(o.value for o in step.outputs)
+    values = tuple(o.value for o in step.outputs) + ((step.stop,) if step.stop is not None else ())
     body = Schedule(schedule.buffers, tuple(sorted(outside)), (), (), step.body, values, len(values), False)
     life = plan_lifetimes(body)
+    if step.stop is not None:
+        life.storage[step.stop] = _scratch(schedule.buffers[step.stop])
     for o in step.outputs:
         life.storage[o.value] = "heap" if o.kind == "final" else _scratch(schedule.buffers[o.value])
         for _, b in o.taps:

@@ -7,14 +7,15 @@ import pytest
 
 import theanine
 import theanine.tensor as T
-from theanine.scan_module import scan
+from theanine.scan_module import scan, until
 from test_schedule import bails, compiled, entry_only, target  # noqa: F401 (target: both entries)
 
 
 def native_and_reference(inputs, outputs, **kwargs):
-    """(the function in the target mode, which must never leave its entry; the same in 'py')."""
+    """(the function in the target mode, which must never leave its entry nor call into
+    Python from it; the same in 'py')."""
     f = entry_only(compiled(inputs, outputs, **kwargs))
-    assert f.fallbacks == []
+    assert f.fallbacks == [] and f._native.host_nodes == []
     return f, theanine.function(inputs, outputs, mode="py", **kwargs)
 
 
@@ -136,3 +137,44 @@ def test_many_calls_keep_memory_and_references_steady(rng):
     assert [sys.getrefcount(v) for v in values] == before
     assert_same(again, first, rtol=0)
     assert [sys.getrefcount(again[k]) for k in range(3)] == [2, 2, 2]  # the list's and the call's
+
+
+def test_a_while_loop_stops_natively_after_the_step_whose_condition_holds(rng):
+    x0 = T.dscalar("x0")
+    out, _ = scan(lambda p: (p * 2, until(p * 2 > 40)), outputs_info=x0, n_steps=100)
+    f, ref = native_and_reference([x0], [out, out.shape[0]])
+    for start in (1.0, 50.0, 1e-300):
+        assert_same(f(np.float64(start)), ref(np.float64(start)))
+    assert f(np.float64(1.0))[0].tolist() == [2, 4, 8, 16, 32, 64]
+
+
+@pytest.mark.parametrize("cond_dtype", ["bool", "int32", "float64"])
+def test_while_loops_with_histories_stacks_and_states(rng, cond_dtype):
+    xs, h0 = T.dmatrix("xs"), T.dmatrix("h0")
+
+    def step(xt, h2, h1, acc):
+        h = 0.5 * h1 - 0.25 * h2 + xt
+        stop = T.cast(T.abs(h).sum() > 3.0, cond_dtype)
+        return [h, acc + h.sum(), T.stack([h.max(), h.min()])], until(stop)
+    (hs, accs, extremes), _ = scan(step, sequences=xs, outputs_info=[{"initial": h0, "taps": [-2, -1]},
+                                                                        T.constant(0.0), None])
+    f, ref = native_and_reference([xs, h0], [hs, accs, extremes, accs[-1], hs.shape[0]])
+    h_init = rng.normal(size=(2, 3)) * 0.1
+    for scale, steps in ((0.1, 6), (2.0, None)):  # never stops; stops early
+        data = scale * rng.uniform(0.5, 1.5, size=(6, 3))
+        got = f(data, h_init)
+        assert_same(got, ref(data, h_init))
+        assert got[0].shape[0] == got[1].shape[0] == got[2].shape[0] == got[4]
+        if steps:
+            assert got[1].shape[0] == steps
+        else:
+            assert got[1].shape[0] < 6
+
+
+def test_a_nan_condition_stops_and_no_step_runs_past_the_count(rng):
+    x0 = T.dscalar("x0")
+    out, _ = scan(lambda p: (p + 1.0, until(T.switch(p > 2.0, np.nan, 0.0))), outputs_info=x0, n_steps=5)
+    f, ref = native_and_reference([x0], out)
+    assert_same(f(np.float64(0.0)), ref(np.float64(0.0)))
+    assert f(np.float64(0.0)).tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert f(np.float64(-10.0)).tolist() == [-9.0, -8.0, -7.0, -6.0, -5.0]  # never stops: 5 steps

@@ -195,8 +195,6 @@ class _Builder:
         """The Loop step of the Scan ``node`` (inputs ``ins``, outputs ``outs``)."""
         from theanine.compile.native import plan_kernels
         op = node.op
-        if op.as_while:
-            raise NotSchedulable(f"{op} stops on a condition")
         if resolve_mode(op.mode or self.target) != self.target:
             raise NotSchedulable(f"{op} runs its step in mode {op.mode!r}")
         graph = op.step_graph(self.target)
@@ -225,13 +223,18 @@ class _Builder:
             init_copy = self.copy_kernel(self.buffers[outs[o]]) if spec.kind == HISTORY else ""
             outputs.append(S.LoopOutput(spec.kind, init, spec.n_back, taps, value, outs[o],
                                         self.copy_kernel(row), init_copy))
+        stop = None
+        if op.as_while:
+            stop = self.buffer(graph.outputs[op.n_outs])
+            if not isinstance(self.writer.get(stop), _ALLOCATING) or stop in values:
+                stop = self.copy_of(stop)
         body = tuple(self.steps)
         self.steps, self.host_calls = outer_steps, True
         for v in graph.variables:  # a second node of this op gets buffers of its own
             self.index.pop(v, None)
         for p in planned:
             del self.planned[p.node]
-        return S.Loop(ins[0], sequences, bindings, tuple(outputs), body)
+        return S.Loop(ins[0], sequences, bindings, tuple(outputs), body, stop)
 
     def host_input(self, b) -> int:
         """``b``, or a copy of it when its memory is not an array the entry can hand to
