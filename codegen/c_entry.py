@@ -235,6 +235,7 @@ class _Steps:
         self.k = 0
         self.row_targets = {}  # loop value -> (output, steps, step index)
         self.in_row = set()  # loop values written where their rows are
+        self.loop_depth = 0  # how many loops enclose the steps being rendered
         self.helpers = []  # static functions the steps call, compiled with optimisation
 
     def storage(self, b) -> str:
@@ -285,7 +286,7 @@ class _Steps:
     @contextlib.contextmanager
     def work(self):
         """Code that reads or writes elements (not shapes): the host may skip it."""
-        guard = self.host.guard(self.k)
+        guard = self.host.guard(None if self.loop_depth else self.k)
         if guard is None:
             yield
             return
@@ -953,9 +954,10 @@ class _Steps:
                 if o.kind == "history":
                     self._bind(b, self._row(self.views[o.out], w.let(f"{t} + {o.n_back + tap}")))
                 elif o.kind == "final":
-                    self._bind(b, _View(f"(char *)owned{b}", states[b].dims, states[b].strides))
+                    self._bind(b, _View(host.address(b), states[b].dims, states[b].strides))
         outer_targets, self.row_targets = self.row_targets, {
             o.value: (o, n, t) for o in step.outputs if o.kind != "final"}
+        self.loop_depth += 1
         self._run(step.body, life)
         self.row_targets = outer_targets
         for o in step.outputs:
@@ -965,9 +967,8 @@ class _Steps:
             if o.kind == "final":
                 state = o.taps[0][1]
                 self._same_dims(value.dims, states[state].dims)
-                w.raw(f"free(owned{state});")
-                w.raw(f"owned{state} = owned{o.value};")
-                w.raw(f"owned{o.value} = NULL;")
+                host.release(state)
+                host.move(state, o.value)
                 continue
             if o.kind == "history":
                 row = self._row(self.views[o.out], w.let(f"{t} + {o.n_back}"))
@@ -978,13 +979,16 @@ class _Steps:
             if o.value in self.owned:
                 host.release(o.value)
         if step.stop is not None:  # a 'while' loop: stop after a step whose condition holds
-            stop = self._truth(step.stop)
+            with self.work():  # (a sizing pass runs every step)
+                w.open(f"if ({self._truth(step.stop)})")
+                w.raw(f"{ran} = {t} + 1;")
+                if step.stop in self.owned:
+                    host.release(step.stop)
+                w.raw("break;")
+                w.close()
             if step.stop in self.owned:
                 host.release(step.stop)
-            w.open(f"if ({stop})")
-            w.raw(f"{ran} = {t} + 1;")
-            w.raw("break;")
-            w.close()
+        self.loop_depth -= 1
         w.close()
         self.contiguous = saved
         for o in step.outputs:
@@ -994,7 +998,7 @@ class _Steps:
                                           out.strides)
             if o.kind == "final":
                 state = o.taps[0][1]
-                v = _View(f"(char *)owned{state}", states[state].dims, states[state].strides)
+                v = _View(host.address(state), states[state].dims, states[state].strides)
                 self._copy(o.copy, v, v.dims, self._allocate(o.out, v.dims))
                 host.release(state)
             elif o.kind == "stacked":
@@ -1176,6 +1180,15 @@ class _PyHost:
         w.raw(f"if (owned{b} == NULL) {{ {self.api('PyErr_Clear', 'th_void_fn')}(); goto bail; }}"
               "  /* the other path raises */")
         return w.let(self.field("char *", f"owned{b}", "data"), "char *")
+
+    def address(self, b) -> str:
+        """The data of heap buffer ``b`` (a loop's state)."""
+        return f"(char *)owned{b}"
+
+    def move(self, dst, src):
+        """Heap buffer ``dst`` (released) takes over the memory of ``src``."""
+        self.w.raw(f"owned{dst} = owned{src};")
+        self.w.raw(f"owned{src} = NULL;")
 
     def release(self, b):
         if self.owned[b] == "object":
@@ -1421,7 +1434,8 @@ class _ExportHost:
         w.raw(f"bool ws_live[{n}] = {{false}};")
 
     def guard(self, k):
-        return None if k in self.measured else "!measure"
+        """No guard for the top-level steps the sizing pass runs (``k``; None inside loops)."""
+        return None if k is not None and k in self.measured else "!measure"
 
     def argument(self, k, b, buf) -> _View:
         w = self.w
@@ -1475,6 +1489,16 @@ class _ExportHost:
     def release(self, b):
         self.w.raw(f"ws_live[{self.slot[b]}] = false;")
 
+    def address(self, b) -> str:
+        """The data of workspace buffer ``b`` (a loop's state)."""
+        return f"(base + ws_off[{self.slot[b]}])"
+
+    def move(self, dst, src):
+        """Workspace buffer ``dst`` (released) takes over the block of ``src``."""
+        d, s = self.slot[dst], self.slot[src]
+        self.w.raw(f"ws_off[{d}] = ws_off[{s}]; ws_len[{d}] = ws_len[{s}]; ws_live[{d}] = true; "
+                   f"ws_live[{s}] = false;")
+
     def call(self, text, long_):
         self.w.raw(text)
 
@@ -1520,6 +1544,9 @@ def _size_dependencies(steps) -> set:
             need += [step.start, step.stop, step.step]
         elif isinstance(step, NonZero):
             need.append(step.src)
+        elif isinstance(step, Loop):
+            need.append(step.n_steps)
+            _refuse_sizes_computed_in(step)
     seen, run = set(), set()
     while need:
         b = need.pop()
@@ -1540,6 +1567,40 @@ def _size_dependencies(steps) -> set:
         run.add(k)
         need.extend(read(step))
     return run
+
+
+def _refuse_sizes_computed_in(loop):
+    """ValueError when a step of ``loop``'s body (or of a loop nested in it) needs integers
+    computed by another body step (indices, sizes): the sizing pass does not run bodies."""
+    body = list(walk(loop.body))
+    written_by = {b: step for step in body for b in written(step)}
+    need = []
+    for step in body:
+        if isinstance(step, Index):
+            need += [p for item in step.items for p in item[1:] if p is not None]
+        elif isinstance(step, Fill):
+            need += step.dims
+        elif isinstance(step, Reshape):
+            need.append(step.shape)
+        elif isinstance(step, ARange):
+            need += [step.start, step.stop, step.step]
+        elif isinstance(step, (NonZero, Loop)):
+            need.append(step.src if isinstance(step, NonZero) else step.n_steps)
+    seen = set()
+    while need:
+        b = need.pop()
+        if b in seen or b not in written_by:
+            continue
+        seen.add(b)
+        step = written_by[b]
+        if isinstance(step, ShapeOf):
+            continue
+        if isinstance(step, VIEW_STEPS):
+            need.append(step.src)
+            continue
+        raise ValueError(f"a loop step computes the integers that sizes or indices depend on "
+                         f"({type(step).__name__}); the exported code cannot size its workspace "
+                         "without running the loop")
 
 
 _EXPORT_PRELUDE = """
@@ -1610,10 +1671,12 @@ def render_export(schedule, kernels, constants: dict, name: str, input_labels, o
     host = _ExportHost(name, constants)
     steps = _Steps(schedule, host)
     steps.render()
-    module = crender.render_module(kernels, name, static=True)
+    body = "\n".join(host.w.pruned())
+    used = [(kernel, inner) for kernel, inner in kernels  # static functions: only those called
+            if kernel.name in body or any(kernel.name in helper for helper in steps.helpers)]
+    module = crender.render_module(used, name, static=True)
     for k in reversed(range(len(kernels))):
         module = module.replace(f"__KERNEL{k}__", f"{name}_k{k}")
-    body = "\n".join(host.w.pruned())
     for k in reversed(range(len(kernels))):
         body = body.replace(f"__KERNEL{k}__", f"{name}_k{k}")
     gemms = "".join(_GEMM.format(sfx="f32" if d == "float32" else "f64", t=crender.C_TYPES[d])

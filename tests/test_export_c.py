@@ -308,9 +308,15 @@ def test_constants_are_embedded_bit_for_bit(tmp_path):
 
 def test_functions_without_a_schedule_are_refused_with_the_node(tmp_path):
     x = T.dvector("x")
-    t = T.dtensor3("t")
-    f = theanine.function([t], theanine.scan(lambda m: T.dot(m, m), sequences=t)[0] * 2, mode="c")
-    with pytest.raises(ValueError, match="cannot be exported.*Scan"):  # loops are not exported
+    streams = T.random.RandomStreams(3)
+    f = theanine.function([x], x[streams.permutation(n=5)], mode="c")
+    with pytest.raises(ValueError, match="cannot be exported.*ermutation"):  # no native step
+        theanine.export_c(f, tmp_path)
+    xs, k = T.dmatrix("xs"), T.lscalar("k")
+    picked, _ = theanine.scan(lambda xt, k: xt[(k + T.cast(xt[0] > 0, "int64")) % 2], sequences=xs,
+                              non_sequences=[k])
+    f = theanine.function([xs, k], picked, mode="c")
+    with pytest.raises(ValueError, match="cannot be exported.*loop step computes the integers"):
         theanine.export_c(f, tmp_path)
     with pytest.raises(ValueError, match="not a C identifier"):
         theanine.export_c(theanine.function([x], x + 1, mode="c"), tmp_path, "2bad")
@@ -330,3 +336,25 @@ def test_gathers_scatters_argmax_cumsum_and_checks_export(tmp_path):
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-12)
     assert lib(xv, np.array([3, -1, 0])) < 0  # the check fails: an error code, no output
+
+
+@needs_cc
+def test_scans_export_as_loops_forward_backward_and_while(tmp_path, rng):
+    x, h0, W = T.dtensor3("x"), T.dmatrix("h0"), T.dmatrix("W")
+    hs, _ = theanine.scan(lambda xt, h, W: T.tanh(xt + T.dot(h, W)), sequences=x, outputs_info=h0,
+                          non_sequences=[W])
+    cost = (hs[-1] ** 2).sum()
+    steps, _ = theanine.scan(lambda p: (p * 2, theanine.scan_module.until(p.sum() > 40)),
+                             outputs_info=h0[0], n_steps=50)
+    outs = [hs, cost] + theanine.grad(cost, [x, h0, W]) + [steps]
+    f = theanine.function([x, h0, W], outs, mode="c")
+    ref = theanine.function([x, h0, W], outs, mode="py")
+    lib = Library(f, tmp_path)
+    for n_steps in (5, 1):
+        values = [rng.normal(size=(n_steps, 3, 4)), rng.uniform(0.5, 1, size=(3, 4)),
+                  0.5 * rng.normal(size=(4, 4))]
+        got, want = lib(*values), ref(*values)
+        assert [g.shape for g in got] == [np.shape(w) for w in want]
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+    assert len(got[-1]) < 50  # the while loop stopped early
