@@ -32,7 +32,7 @@ import re
 
 import numpy as np
 
-from theanine.codegen import blas, pyentry
+from theanine.codegen import blas, pyentry, sorting
 from theanine.codegen import c as crender
 from theanine.codegen.llvm import FLOATS, ITEMSIZE
 from theanine.codegen.llvm_entry import GEMM_GIL_RELEASE, LARGE_CALL_ELEMENTS
@@ -714,6 +714,26 @@ class _Steps:
         out = self._allocate(step.out, [str(len(v.dims)), n])
         with self.work():
             w.raw(f"{name}_write({args}, (int64_t *){out.data}, {n});")
+
+    def _ArgSort(self, step):
+        """Each row of ``src`` along its last axis sorted by a helper (codegen/sorting.py)
+        into the same row of the int64 output."""
+        w = self.w
+        v = self.views[step.src]
+        dtype = self.s.buffers[step.src].dtype
+        name = f"th_argsort_{dtype}"
+        if not any(f" {name}(" in helper for helper in self.helpers):
+            self.helpers.append(sorting.c_helper(name, dtype))
+        out = self._allocate(step.out, list(v.dims))
+        scratch = self._allocate(step.scratch, [w.mul(str(sorting.SCRATCH_WORDS), v.dims[-1])])
+        with self.work():
+            rows = self._loops(f"sort{step.out}", v.dims[:-1])
+            src = self._offset(rows, v.strides)
+            dst = self._offset(rows, out.strides)
+            w.raw(f"{name}({v.data} + {src}, {v.dims[-1]}, {v.strides[-1]}, (int64_t *)({out.data} + {dst}), "
+                  f"(uint64_t *){scratch.data});")
+            for _ in rows:
+                w.close()
 
     def _helper(self, head, body):
         """Define the static C function ``head`` (its signature), whose statements ``body()``

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from theanine.codegen import blas, llvm, pyentry
+from theanine.codegen import blas, llvm, pyentry, sorting
 from theanine.codegen.schedule import (VIEW_STEPS, HostCall, Loop, Reshape, hands_large_calls_over,
                                        plan_lifetimes, walk, writers)
 
@@ -847,6 +847,26 @@ class _Renderer:
         n = f(f"call i64 @{name}_count({args})")
         out = self._allocate(step.out, [str(len(v.dims)), n])
         f.raw(f"call void @{name}_write({args}, ptr {out.data}, i64 {n})")
+
+    def _ArgSort(self, step):
+        """Each row of ``src`` along its last axis sorted by a helper (codegen/sorting.py)
+        into the same row of the int64 output."""
+        f = self.f
+        v = self.views[step.src]
+        dtype = self.s.buffers[step.src].dtype
+        name = f"{self.name}_argsort_{dtype}"
+        if not any(f"@{name}(" in helper for helper in self.helpers):
+            self.helpers.append(sorting.llvm_helper(name, dtype))
+        out = self._allocate(step.out, list(v.dims))
+        scratch = self._allocate(step.scratch, [f.mul(str(sorting.SCRATCH_WORDS), v.dims[-1])])
+
+        def row(indices):
+            src = self._at(v.data, indices, v.strides)
+            dst = self._at(out.data, indices, out.strides)
+            f.raw(f"call void @{name}(ptr {src}, i64 {v.dims[-1]}, i64 {v.strides[-1]}, ptr {dst}, "
+                  f"ptr {scratch.data})")
+
+        self._loop_nest(v.dims[:-1], row)
 
     def _helper(self, name, ret, params, body):
         """Define the internal function ``name`` of ``params`` ((type, SSA name) pairs)

@@ -264,6 +264,18 @@ class CumOp:
 
 
 @dataclass(frozen=True)
+class ArgSort:
+    """``out`` (int64, ``src``'s shape, C-contiguous) holds, for each row of ``src`` along
+    its last axis, the positions that sort the row: ascending, equal values in their
+    order, NaN last (numpy.argsort(kind="stable")); see codegen/sorting.py. ``scratch``
+    (uint64, 1-d) is the sort's working memory, allocated by the step and read by none."""
+
+    src: int
+    out: int
+    scratch: int
+
+
+@dataclass(frozen=True)
 class Check:
     """``out`` is ``src`` after checking that each 0-d boolean buffer of ``conditions`` is
     true; one that is not bails (the node-by-node path raises the error)."""
@@ -334,7 +346,7 @@ class Loop:
 
 STEP_TYPES = (Elementwise, Reduce, Gemm, DimShuffle, SumToShape, SumToDims, ShapeOf, Index, Fill, MakeVector,
               Reshape, SpecifyShape, ARange, Join, IncSubtensor, ArgReduce, Gather, Scatter, CumOp, Check,
-              HostCall, Loop, NonZero)
+              HostCall, Loop, NonZero, ArgSort)
 #: steps whose output is a view of (shares memory with) their first input
 VIEW_STEPS = (DimShuffle, SumToShape, SumToDims, Index, SpecifyShape, Check)
 
@@ -418,6 +430,8 @@ def written(step) -> list:
         return [step.output]
     if isinstance(step, Loop):
         return [o.out for o in step.outputs]
+    if isinstance(step, ArgSort):
+        return [step.out, step.scratch]
     return [step.out]
 
 

@@ -1,7 +1,7 @@
 """Random draws in the native back ends.
 
-The ``native`` rewriting phase expands uniform, normal, binomial, multinomial and choice
-(with replacement) draws into ordinary tensor ops (theanine.tensor.random.expand), so a
+The ``native`` rewriting phase expands uniform, normal, binomial, multinomial, choice and
+permutation draws into ordinary tensor ops (theanine.tensor.random.expand), so a
 function with draws runs as one native entry and gives mode 'py''s numbers call after call:
 bit for bit, except normal samples,
 which are within test_random.NATIVE_NORMAL_TOL (the back ends' log1p, cos and sin are
@@ -180,20 +180,56 @@ def test_rewrite_is_logged_and_py_keeps_perform():
 
 
 @pytest.mark.parametrize("mode", NATIVE)
-def test_other_draws_stay_on_perform(mode):
+def test_float16_draws_stay_on_perform(mode):
     def build(mode):
         srng = RandomStreams(8)
-        draws = [srng.choice((3,), a=6, replace=False), srng.permutation(4),
-                 srng.uniform((3,), dtype="float16"),
-                 srng.multinomial(pvals=[[0.5, 0.5]], dtype="float16")]
+        draws = [srng.uniform((3,), dtype="float16"), srng.multinomial(pvals=[[0.5, 0.5]], dtype="float16")]
         return theanine.function([], draws, mode=mode)
 
     f, ref = build(mode), build("py")
     left = {n.op.dist for n in f.graph.toposort() if isinstance(n.op, RandomDraw)}
-    assert left == {"choice", "permutation", "uniform", "multinomial"}
+    assert left == {"uniform", "multinomial"}
     for _ in range(2):
         for got, want in zip(f(), ref()):
             assert_same_draw(got, want, mode)
+
+
+@pytest.mark.parametrize("mode", NATIVE)
+def test_permutations_and_choices_without_replacement_are_native(mode):
+    """Sorts of keys (tensor.sort.ArgSort, a native step): the same numbers as perform,
+    call after call, and the same states."""
+    def build(mode):
+        srng = RandomStreams(8)
+        n, m = T.lscalar("n"), T.lscalar("m")
+        draws = [srng.choice((3,), a=6, replace=False), srng.permutation(4),
+                 srng.permutation(size=(2, 3), n=n, dtype="int32"),
+                 srng.choice((m,), a=n, replace=False),
+                 srng.choice((2, 2), a=5, replace=False, p=[0.1, 0.0, 0.3, 0.4, 0.2]),
+                 srng.choice((m,), a=n, replace=False, p=T.ones((n,)) / T.cast(n, "float64"))]
+        f = theanine.function([n, m], draws, mode=mode)
+        return f, [state for state, _ in srng.state_updates]
+
+    (f, states), (ref, ref_states) = build(mode), build("py")
+    _check_native(f)
+    assert f._native.host_nodes == []
+    _same_calls(f, ref, states, ref_states, mode, [(7, 3), (7, 7), (1, 1), (9, 0)])
+    perms = f(50, 50)
+    assert sorted(perms[2].reshape(-1, 50)[0].tolist()) == list(range(50))
+    assert sorted(perms[3].tolist()) == list(range(50))
+
+
+@pytest.mark.parametrize("mode", NATIVE)
+def test_invalid_permutations_and_choices_raise_as_in_py(mode):
+    srng = RandomStreams(3)
+    n, m = T.lscalar("n"), T.lscalar("m")
+    f = theanine.function([n, m], [srng.permutation(n), srng.choice((m,), a=n, replace=False),
+                                   srng.choice((m,), a=3, replace=False, p=[0.5, 0.0, 0.5])], mode=mode)
+    _check_native(f)
+    assert [len(x) for x in f(3, 2)] == [3, 2, 2]
+    for args, message in [((-1, 0), "n must be >= 0"), ((3, 4), "without replacement"),
+                          ((4, 3), "without replacement"), ((0, 1), "empty population")]:
+        with pytest.raises(ValueError, match=message):
+            f(*args)
 
 
 # --- multinomial and choice ----------------------------------------------------------------

@@ -25,6 +25,7 @@ from theanine.codegen.ir import Instr, ScalarProgram
 from theanine.tensor.basic import Alloc, ARange, Assert, Join
 from theanine.tensor.elemwise import DimShuffle, SumTo, SumToShape
 from theanine.tensor.math import ArgReduce, CumOp, Dot
+from theanine.tensor.sort import ArgSort
 from theanine.tensor.shape import MakeVector, Reshape, Shape, SpecifyShape
 from theanine.scan_module.op import HISTORY, Scan, resolve_mode
 from theanine.tensor.subtensor import IncSubtensor, Nonzero, Subtensor
@@ -121,6 +122,9 @@ class _Builder:
                              tuple(ins[2:]), outs[0], op.set_instead_of_inc)
         elif isinstance(op, ArgReduce) and node.inputs[0].dtype in DTYPES:
             step = S.ArgReduce(ins[0], outs[0], op.axis, op.kind)
+        elif isinstance(op, ArgSort):
+            self.buffers.append(S.Buffer("uint64", 1, (None,)))
+            step = S.ArgSort(ins[0], outs[0], len(self.buffers) - 1)
         elif isinstance(op, CumOp) and _widens(node.inputs[0].dtype, node.outputs[0].dtype):
             step = S.CumOp(ins[0], outs[0], op.axis, op.mode)
         elif isinstance(op, Nonzero):
@@ -333,7 +337,7 @@ def _add(dst, src) -> ScalarProgram:
 
 
 _ALLOCATING = (S.Elementwise, S.Reduce, S.Gemm, S.Join, S.IncSubtensor, S.ArgReduce, S.Gather,
-               S.Scatter, S.NonZero, S.Fill, S.MakeVector, S.ARange, S.CumOp)
+               S.Scatter, S.NonZero, S.Fill, S.MakeVector, S.ARange, S.CumOp, S.ArgSort)
 
 
 def build_schedule(fgraph, planned, n_args=None, n_outputs=None, single=False, host_calls=True,

@@ -12,5 +12,6 @@ from theanine.tensor import nnet  # noqa: F401
 from theanine.gradient import grad, hessian, jacobian, Lop, Rop  # noqa: F401
 from theanine.compile.sharedvalue import shared  # noqa: F401
 from theanine.tensor import random, shared_randomstreams  # noqa: F401
+from theanine.tensor.sort import argsort, sort  # noqa: F401
 
 as_tensor = as_tensor_variable

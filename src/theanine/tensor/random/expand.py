@@ -1,7 +1,7 @@
 """A random draw as a graph of ordinary tensor ops, so that native back ends run it.
 
-``expand_draw(node)`` rebuilds a ``Uniform``, ``Normal``, ``Binomial``, ``Multinomial`` or
-``Choice`` (with replacement) node from integer and float elementwise ops, an ``arange``,
+``expand_draw(node)`` rebuilds a ``Uniform``, ``Normal``, ``Binomial``, ``Multinomial``,
+``Choice`` or ``Permutation`` node from integer and float elementwise ops, an ``arange``,
 reshapes and views, and for the categorical draws a ``cumsum`` and sums of comparisons; the
 fusion rewrite turns the elementwise chains into kernels. It follows ``philox`` and
 ``samplers`` step for step:
@@ -34,9 +34,13 @@ NumPy's: a float64 normal is within rtol=1e-15, atol=1e-15 of ``perform`` (measu
 on 2**21 samples in llvm and c: 3.4% of them differ, by 2 ulp at most), and a float32
 normal is rounded from the float64 value, so it is identical unless that value lies
 within those ulp of a float32 rounding boundary (none in the same 2**21 samples;
-one float32 ulp otherwise). Other draws (permutation, choice without replacement, and
-float16 samples) are left as they are: they run through ``perform`` (their sorts of keys
-have no elementwise form here).
+one float32 ulp otherwise).
+
+Permutations and choices without replacement sort keys made of those uniforms
+(``tensor.sort.ArgSort``, a native step): a permutation row is the stable argsort of its
+uniforms, a choice the first m of the candidates' keys sorted (weighted: the keys
+``log1p(-u) / p``, whose log1p is the back end's, so near-equal keys could in principle
+order differently from ``perform``). float16 samples are left to ``perform``.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from theanine.tensor.basic import NotScalarConstantError, get_scalar_constant_va
 from theanine.tensor.random import op as rop
 from theanine.tensor.random.philox import M0, M1, ROUNDS, W0, W1
 from theanine.tensor.shape import MakeVector, Shape, constant_entries
+from theanine.tensor.sort import ArgSort
 from theanine.tensor.subtensor import Subtensor
 from theanine.tensor.variable import TensorConstant
 
@@ -318,8 +323,39 @@ def _choice(op, size, m, state, n, p=None):
     return T.cast(index, op.dtype), _blocks(2 * m)
 
 
+def _choice_without_replacement(op, size, m, state, n, p=None):
+    """``m`` distinct indices in [0, n): candidate j's key is its float64 uniform (words 2j,
+    2j + 1), or ``log1p(-u) / p[j]`` (-inf where p[j] is 0) with ``p``; the first m positions
+    of the stable ascending sort of the keys (of the negated keys with ``p``)."""
+    n = T.assert_op(n, T.or_(T.gt(n, 0), T.eq(m, 0)),
+                    message="choice: cannot choose from an empty population")
+    u = unit_uniform(stream_words(state, T.arange(n, dtype="int64"), 2), "float64")
+    if p is None:
+        keys, available = u, n
+    else:
+        p = _checked_p(T.cast(p, "float64"), n)
+        positive = T.gt(p, 0)
+        keys = -T.switch(positive, T.log1p(-u) / T.switch(positive, p, 1.0), -np.inf)
+        available = T.sum(positive, dtype="int64")
+    m = T.assert_op(m, T.le(m, available),
+                    message="choice: cannot take more samples without replacement than there are "
+                            "candidates (of non-zero probability)")
+    order = ArgSort()(keys)[:m]
+    return T.cast(T.reshape(order, size, ndim=op.ndim), op.dtype), _blocks(2 * n)
+
+
+def _permutation(op, size, rows, state, n):
+    """One permutation of range(n) per entry of the size: row r's keys are the float64
+    uniforms of words 2(r n + j), 2(r n + j) + 1; the row is their stable argsort."""
+    n = T.assert_op(n, T.ge(n, 0), message="permutation: n must be >= 0")
+    count = rows * n
+    shape = T.concatenate([T.cast(size, "int64"), T.stack([T.cast(n, "int64")])])
+    u = unit_uniform(stream_words(state, _element_index(count, shape), 2), "float64")
+    return T.cast(ArgSort()(u), op.dtype), _blocks(2 * count)
+
+
 _SAMPLERS = {rop.Uniform: _uniform, rop.Normal: _normal, rop.Binomial: _binomial,
-             rop.Multinomial: _multinomial, rop.Choice: _choice}
+             rop.Multinomial: _multinomial, rop.Choice: _choice, rop.Permutation: _permutation}
 
 
 def _constant(var):
@@ -383,9 +419,7 @@ def _checked_shape(sample, size, params, dist, trailing=0):
 
 def _expandable(op) -> bool:
     """Whether ``expand_draw`` rebuilds draws of ``op``."""
-    if type(op) not in _SAMPLERS or op.dtype not in _DTYPES:
-        return False
-    return op.replace if isinstance(op, rop.Choice) else True
+    return type(op) in _SAMPLERS and op.dtype in _DTYPES
 
 
 def expand_draw(node):
@@ -397,7 +431,10 @@ def expand_draw(node):
     state, size, *params = node.inputs
     size = _checked_size(size, op.dist)
     n = T.prod(size, dtype="int64") if op.ndim > op.extra_dims else T.constant(np.int64(1))
-    sample, n_blocks = _SAMPLERS[type(op)](op, size, n, state, *params)
+    sampler = _SAMPLERS[type(op)]
+    if isinstance(op, rop.Choice) and not op.replace:
+        sampler = _choice_without_replacement
+    sample, n_blocks = sampler(op, size, n, state, *params)
     # choice's probabilities are per candidate, not broadcast to the size
     broadcast = [] if isinstance(op, rop.Choice) else params
     sample = _checked_shape(sample, size, broadcast, op.dist, trailing=op.extra_dims)
