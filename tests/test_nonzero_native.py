@@ -336,3 +336,34 @@ def test_uint64_index_arrays_are_cast_as_numpy_casts_them(mode, index):
         np.testing.assert_array_equal(got, want)
     with pytest.raises(IndexError, match="out of bounds"):
         f(xv, mv, np.array([2 ** 63], dtype="uint64"))
+
+
+@pytest.mark.parametrize("value", [0, 3, 4, 5, 2 ** 63 - 1, 2 ** 63, 2 ** 64 - 1])
+def test_uint64_integers_and_slice_bounds_are_taken_as_numpy_takes_them(mode, value):
+    """An integer index of 2**63 or more raises OverflowError (never wraps to a negative
+    index); a slice bound that large clamps, as Python slices do."""
+    x, i = T.dvector("x"), T.scalar("i", dtype="uint64")
+    xv, iv = np.arange(5.0), np.uint64(value)
+    slices = theanine.function([x, i], [x[i:], x[:i], x[::i + np.uint64(value < 2 ** 64 - 1)],
+                                        T.set_subtensor(x[i:], -1.0)], mode=mode)
+    integers = theanine.function([x, i], [x[i], T.inc_subtensor(x[i], 1.0)], mode=mode)
+    if mode != "py":
+        assert slices.fallbacks == [] and integers.fallbacks == []
+        assert slices._native.host_nodes == [] and integers._native.host_nodes == []
+    step = iv + np.uint64(value < 2 ** 64 - 1)
+    put = xv.copy()
+    put[iv:] = -1.0
+    for got, want in zip(slices(xv, iv), [xv[iv:], xv[:iv], xv[::step], put]):
+        np.testing.assert_array_equal(got, want)
+    if value >= 2 ** 63:
+        with pytest.raises(OverflowError):
+            integers(xv, iv)
+    elif value >= 5:
+        with pytest.raises(IndexError, match="out of bounds"):
+            integers(xv, iv)
+    else:
+        inc = xv.copy()
+        inc[value] += 1.0
+        got = integers(xv, iv)
+        assert got[0] == xv[value]
+        np.testing.assert_array_equal(got[1], inc)

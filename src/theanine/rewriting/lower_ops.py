@@ -36,9 +36,10 @@ gather, scatter or product that meets the bad index or size).
   always do. Other float batched products keep NumPy's ``matmul``: the fused product and
   sum is slower than it once the inner sizes pass a handful.
 
-- Index arrays of dtype uint64: cast to int64, wrapping as NumPy casts them.
+- Indices of dtype uint64, as int64 the way NumPy takes them: arrays cast (wrapping),
+  integers of 2**63 or more an OverflowError (``OverflowAssert``), slice bounds clamped.
 
-Left alone: repeats and integer (not array) indices of dtype uint64, several index arrays that are not all
+Left alone: repeats, several index arrays that are not all
 vectors (their broadcasting rules; a mask counts as vectors), and complex or float16 data,
 which native steps do not hold.
 """
@@ -413,43 +414,64 @@ def lower_mask_inc_subtensor(node):
     return [IncSubtensor(idx_list, node.op.set_instead_of_inc)(x, y, *inputs)]
 
 
-def _uint64_arrays(op, index_inputs) -> list:
-    """The positions in ``index_inputs`` of index arrays of dtype uint64."""
-    values, positions = iter(range(len(index_inputs))), []
+class OverflowAssert(Assert):
+    """An Assert whose failure raises OverflowError, as NumPy does for an integer index too
+    large for its index type."""
+
+    def perform(self, node, inputs, output_storage):
+        x, *conditions = inputs
+        if not all(bool(c) for c in conditions):
+            raise OverflowError(self.message)
+        output_storage[0][0] = x
+
+
+_INT64_MAX = np.uint64(2 ** 63 - 1)
+
+
+def _uint64_entries(op, index_inputs) -> list:
+    """(position in ``index_inputs``, entry kind) of the index inputs of dtype uint64."""
+    values, found = iter(range(len(index_inputs))), []
     for entry in op.idx_list:
         kind = entry[0]
         for k in [next(values) for _ in range(sum(entry[1:]) if kind == "s" else kind in ("i", "a", "b"))]:
-            if kind == "a" and index_inputs[k].dtype == "uint64":
-                positions.append(k)
-    return positions
+            if kind in ("a", "i", "s") and index_inputs[k].dtype == "uint64":
+                found.append((k, kind))
+    return found
 
 
-def _as_int64_arrays(op, index_inputs):
-    """``index_inputs`` with each uint64 index array cast to int64, wrapping as NumPy casts it
-    (2**64 - 1 indexes the last element; 2**63 is out of bounds)."""
+def _as_int64_indices(op, index_inputs):
+    """``index_inputs`` with each uint64 index as NumPy takes it, as int64: an index array
+    cast (wrapping: 2**64 - 1 indexes the last element, 2**63 is out of bounds); an integer
+    of 2**63 or more an OverflowError; a slice bound clamped to 2**63 - 1 (slices clamp)."""
     inputs = list(index_inputs)
-    for k in _uint64_arrays(op, inputs):
-        inputs[k] = tm.cast(inputs[k], "int64")
+    for k, kind in _uint64_entries(op, inputs):
+        value = inputs[k]
+        if kind == "i":
+            value = OverflowAssert("index: an integer of dtype uint64 of 2**63 or more is too large "
+                                   "for NumPy's index type")(value, tm.le(value, _INT64_MAX))
+        elif kind == "s":
+            value = tm.minimum(value, _INT64_MAX)
+        inputs[k] = tm.cast(value, "int64")
     return inputs
 
 
 @lowering(Subtensor)
 def lower_uint64_subtensor(node):
-    """x[uint64 array] -> x[int64 array] (NumPy's cast)"""
+    """x[uint64 index] -> x[int64 index] (as NumPy takes it)"""
     x, *index_inputs = node.inputs
-    if x.dtype not in _NATIVE_DTYPES or not _uint64_arrays(node.op, index_inputs):
+    if x.dtype not in _NATIVE_DTYPES or not _uint64_entries(node.op, index_inputs):
         return None
-    return [Subtensor(node.op.idx_list)(x, *_as_int64_arrays(node.op, index_inputs))]
+    return [Subtensor(node.op.idx_list)(x, *_as_int64_indices(node.op, index_inputs))]
 
 
 @lowering(IncSubtensor)
 def lower_uint64_inc_subtensor(node):
-    """set/inc(x[uint64 array], y) -> set/inc(x[int64 array], y) (NumPy's cast)"""
+    """set/inc(x[uint64 index], y) -> set/inc(x[int64 index], y) (as NumPy takes it)"""
     x, y, *index_inputs = node.inputs
-    if x.dtype not in _NATIVE_DTYPES or not _uint64_arrays(node.op, index_inputs):
+    if x.dtype not in _NATIVE_DTYPES or not _uint64_entries(node.op, index_inputs):
         return None
     return [IncSubtensor(node.op.idx_list, node.op.set_instead_of_inc)(
-        x, y, *_as_int64_arrays(node.op, index_inputs))]
+        x, y, *_as_int64_indices(node.op, index_inputs))]
 
 
 # --- products -----------------------------------------------------------------------------
