@@ -178,3 +178,17 @@ def test_a_nan_condition_stops_and_no_step_runs_past_the_count(rng):
     assert_same(f(np.float64(0.0)), ref(np.float64(0.0)))
     assert f(np.float64(0.0)).tolist() == [1.0, 2.0, 3.0, 4.0]
     assert f(np.float64(-10.0)).tolist() == [-9.0, -8.0, -7.0, -6.0, -5.0]  # never stops: 5 steps
+
+
+def test_kernels_list_the_loop_bodies_kernels(rng, target):
+    x, h0, W = T.dtensor3("x"), T.dmatrix("h0"), T.dmatrix("W")
+    h, _ = scan(lambda xt, h, W: T.tanh(xt + T.dot(h, W)), sequences=x, outputs_info=h0, non_sequences=[W])
+    f = compiled([x, h0, W], [h] + theanine.grad((h ** 2).sum(), [W]))
+    in_loops = [k for k in f.kernels if k.loop]
+    assert {k.loop for k in in_loops} == {"Scan", "Scan{grad_of_scan}"}
+    forward = [k for k in in_loops if k.loop == "Scan"]
+    assert [k.ops for k in forward] == [("add", "tanh")]
+    source = f.source(target)
+    assert all(k.name in source for k in f.kernels)
+    assert "(in the loop of Scan)" in str(forward[0])
+    assert all(k.node not in f._native.thunks for k in in_loops)  # only the entry calls them

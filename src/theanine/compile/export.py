@@ -32,7 +32,7 @@ def export_c(f, directory, name=None) -> tuple[str, str]:
     graph = f.graph
     planned, _ = plan_kernels(graph)
     try:
-        schedule, constants, extra, _ = build_schedule(graph, planned, host_calls=False, target="c")
+        schedule, constants, extra, _, _ = build_schedule(graph, planned, host_calls=False, target="c")
     except NotSchedulable as exc:
         raise ValueError(f"export_c: {f!r} cannot be exported: {exc}") from None
     kernels = [(p.kernel, p.inner_broadcast) for p in planned] + list(extra)

@@ -38,9 +38,11 @@ class KernelInfo:
     loops: str
     program: str
     node: object
+    loop: str = ""  # the Scan whose native loop runs the kernel at every step, if any
 
     def __str__(self):
-        return f"{self.name}: {' -> '.join(self.ops)}\n  loops: {self.loops}\n  " + \
+        where = f" (in the loop of {self.loop})" if self.loop else ""
+        return f"{self.name}: {' -> '.join(self.ops)}{where}\n  loops: {self.loops}\n  " + \
             self.program.replace("\n", "\n  ")
 
 
@@ -124,11 +126,12 @@ def _compiler(target):
 def render(planned, target):
     """(source, kernel names) of the planned kernels rendered for ``target``."""
     text, names, _, _ = render_program(planned, target)
-    return text, names
+    return text, names[:len(planned)]
 
 
 def render_program(planned, target, extra_kernels=(), schedule=None):
-    """(source, kernel names, entry name, entry table slots) of the planned kernels (and ``extra_kernels``,
+    """(source, kernel names (the planned ones', then the extra ones'), entry name, entry table slots) of
+    the planned kernels (and ``extra_kernels``,
     (kernel, inner_broadcast) pairs) rendered for ``target``, with the entry running
     ``schedule`` ('llvm': llvm_entry, 'c': c_entry) appended when one is given (entry name
     None otherwise)."""
@@ -156,7 +159,7 @@ def render_program(planned, target, extra_kernels=(), schedule=None):
     entry = f"theanine_{digest}_entry" if schedule is not None else None
     if entry:
         text = text.replace("__ENTRY__", entry)
-    return text.replace("theanine_module", f"theanine_{digest}"), names[:len(planned)], entry, table
+    return text.replace("theanine_module", f"theanine_{digest}"), names, entry, table
 
 
 def _first_of_each(kernels) -> list:
@@ -197,10 +200,10 @@ def render_function(fgraph, target, interface=None) -> RenderedProgram:
     interface = interface or {}
     planned, fallbacks = plan_kernels(fgraph)
     why_no_entry = f"target {target!r} has no whole-function entry"
-    schedule, constants, extra, copied = None, {}, (), []
+    schedule, constants, extra, copied, loop_kernels = None, {}, (), [], {}
     if target in ("llvm", "c"):
         try:
-            schedule, constants, extra, copied = build_schedule(
+            schedule, constants, extra, copied, loop_kernels = build_schedule(
                 fgraph, planned, interface.get("n_args"), interface.get("n_outputs"),
                 interface.get("single", False), target=target)
             why_no_entry = None
@@ -211,6 +214,9 @@ def render_function(fgraph, target, interface=None) -> RenderedProgram:
     for p, name in zip(planned, names):
         p.info.name = name
         kernels.append(p.info)
+    for k, info in sorted(loop_kernels.items()):
+        info.name = names[len(planned) + k]
+        kernels.append(info)
     host_nodes = [n for key, n in constants.items() if key.startswith("host:")]
     return RenderedProgram(target, source, kernels, fallbacks, entry_name, table, constants, copied,
                            host_nodes, why_no_entry)
@@ -251,6 +257,8 @@ class NativeProgram:
         symbols = [info.name for info in self.kernels] + ([entry_name] if entry_name else [])
         addresses = _compiler(self.target)(self.source, symbols)
         for info in self.kernels:
+            if info.loop:  # a loop body's kernel: only the entry calls it
+                continue
             fn = _KERNEL_TYPE(addresses[info.name])
             if _reduction(info.node):
                 self.thunks[info.node] = ReduceThunk(info.node, fn)

@@ -50,6 +50,7 @@ class _Builder:
         self.steps, self.constants, self.arrays = [], [], {}
         self.planned = planned_by_node
         self.extra_kernels = []
+        self.loop_kernels = {}  # index in extra_kernels -> KernelInfo of a loop body's kernel
         self.copy_kernels = {}
         self.next_kernel = next_kernel
 
@@ -191,6 +192,7 @@ class _Builder:
         except NotSchedulable:
             n_buffers, index, n_constants, arrays, n_kernels, copies, writer, steps = saved
             del self.buffers[n_buffers:], self.constants[n_constants:], self.extra_kernels[n_kernels:]
+            self.loop_kernels = {k: info for k, info in self.loop_kernels.items() if k < n_kernels}
             self.index, self.arrays, self.copy_kernels, self.writer = index, arrays, copies, writer
             self.steps, self.host_calls = steps, True
             return self.host_call(node, ins, outs)
@@ -206,6 +208,7 @@ class _Builder:
         for p in planned:
             name = f"__KERNEL{self.next_kernel + len(self.extra_kernels)}__"
             kernel = dataclasses.replace(p.kernel, name=name)
+            self.loop_kernels[len(self.extra_kernels)] = dataclasses.replace(p.info, loop=str(op))
             self.extra_kernels.append((kernel, p.inner_broadcast))
             self.planned[p.node] = dataclasses.replace(p, kernel=kernel)
         outer_steps, self.steps, self.host_calls = self.steps, [], False
@@ -342,8 +345,8 @@ _ALLOCATING = (S.Elementwise, S.Reduce, S.Gemm, S.Join, S.IncSubtensor, S.ArgRed
 
 def build_schedule(fgraph, planned, n_args=None, n_outputs=None, single=False, host_calls=True,
                    target=None):
-    """(Schedule, table values by key, extra copy kernels, indices of the outputs that are
-    copies) for ``fgraph`` whose kernels are ``planned`` (named ``__KERNEL{k}__`` in
+    """(Schedule, table values by key, extra kernels, indices of the outputs that are copies,
+    {index in the extra kernels: KernelInfo} of the kernels of loop bodies) for ``fgraph`` whose kernels are ``planned`` (named ``__KERNEL{k}__`` in
     order); raises NotSchedulable. The table values are constant arrays (``const:k``) and,
     for each HostCall, the node it runs (``host:k``; the caller turns it into a callable;
     with ``host_calls=False`` such a node raises NotSchedulable instead). The first
@@ -370,4 +373,4 @@ def build_schedule(fgraph, planned, n_args=None, n_outputs=None, single=False, h
                      if b.buffers[buf].ndim == 0 and b.buffers[buf].dtype in _INTS)
     schedule = S.Schedule(tuple(b.buffers), inputs[:n_args], inputs[n_args:], tuple(b.constants),
                           tuple(b.steps), tuple(results), n_outputs, single, literals)
-    return schedule, b.arrays, b.extra_kernels, copied
+    return schedule, b.arrays, b.extra_kernels, copied, b.loop_kernels
