@@ -92,20 +92,33 @@ def load(key: str, symbols, cache: DiskCache) -> dict | None:
 def link_later(key: str, obj: bytes, cache: DiskCache) -> None:
     """Queue ``obj`` to be linked into the library ``key`` and stored in ``cache``."""
     global _worker
-    _queue.put((key, obj, cache))
     with _worker_lock:
+        _queue.put((key, obj, cache))
         if _worker is None:
             _worker = threading.Thread(target=_work, name="theanine-link", daemon=True)
             _worker.start()
-            atexit.register(wait, EXIT_WAIT)
 
 
 def wait(timeout: float | None = None) -> bool:
     """Wait until every queued library is linked (at most ``timeout`` seconds); whether
     the queue is empty."""
-    done = threading.Event()
-    _queue.put(done)
+    with _worker_lock:
+        if _worker is None:
+            return True
+        done = threading.Event()
+        _queue.put(done)
     return done.wait(timeout)
+
+
+def _forget_parent_queue():
+    """In a forked child: the parent's queue and thread are not this process's."""
+    global _queue, _worker, _worker_lock
+    _queue, _worker, _worker_lock = queue.Queue(), None, threading.Lock()
+
+
+atexit.register(wait, EXIT_WAIT)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parent_queue)
 
 
 def _work():

@@ -158,3 +158,36 @@ def test_a_warm_process_runs_the_library_without_llvm(tmp_path):
     assert not warm["llvm"] and warm["entry"]
     assert warm["losses"] == cold["losses"]
     assert cold["losses"][2] < cold["losses"][0]
+
+
+FORKED = r'''
+import os, sys, time
+import numpy as np
+import theanine, theanine.tensor as T
+x = T.dvector("x")
+f = theanine.function([x], T.exp(x) + 1)  # compiled here: a link is queued in the parent
+pid = os.fork()
+if pid == 0:  # the child inherits no link thread; its exit must not wait for one
+    start = time.perf_counter()
+    y = T.dvector("y")
+    g = theanine.function([y], T.sin(y) * 3)  # a new module: the child queues its own link
+    assert abs(float(g(np.array([0.5]))[0]) - 3 * np.sin(0.5)) < 1e-12
+    sys.stdout.write(f"child {time.perf_counter() - start:.3f}\n")
+    sys.stdout.flush()
+    sys.exit(0)
+_, status = os.waitpid(pid, 0)
+print("status", status)
+'''
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_forked_child_links_its_own_modules_and_exits_promptly(tmp_path):
+    env = dict(os.environ, THEANINE_FLAGS=f"cache_dir={tmp_path},shared_libraries=on")
+    start = __import__("time").perf_counter()
+    proc = subprocess.run([sys.executable, "-c", FORKED], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "status 0" in proc.stdout
+    libraries = [name for _, _, names in os.walk(tmp_path / "v1" / shared_lib.KIND) for name in names]
+    assert len(libraries) == 2  # the parent's module and the child's
+    assert __import__("time").perf_counter() - start < 60
