@@ -166,6 +166,8 @@ import numpy as np
 import theanine, theanine.tensor as T
 x = T.dvector("x")
 f = theanine.function([x], T.exp(x) + 1)  # compiled here: a link is queued in the parent
+from theanine.codegen import shared_lib
+assert shared_lib.wait(120)  # the parent's link thread is idle when the process forks
 pid = os.fork()
 if pid == 0:  # the child inherits no link thread; its exit must not wait for one
     start = time.perf_counter()
