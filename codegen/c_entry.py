@@ -1546,26 +1546,33 @@ class _ExportHost:
         w.raw("return THEANINE_OK;")
 
 
+def _sized_by(step) -> list:
+    """The buffers holding integers that ``step``'s sizes depend on (indices, alloc and
+    reshape sizes, arange bounds, a mask's elements, a loop's count)."""
+    if isinstance(step, Index):
+        return [p for item in step.items for p in item[1:] if p is not None]
+    if isinstance(step, Fill):
+        return list(step.dims)
+    if isinstance(step, Reshape):
+        return [step.shape]
+    if isinstance(step, ARange):
+        return [step.start, step.stop, step.step]
+    if isinstance(step, NonZero):
+        return [step.src]
+    if isinstance(step, Loop):
+        return [step.n_steps]
+    return []
+
+
 def _size_dependencies(steps) -> set:
-    """The steps a sizing pass must run: those computing the integers that sizes depend on
-    (indices, alloc and reshape sizes, arange bounds). Their buffers must live on the stack
-    (the pass has no workspace); ValueError otherwise."""
+    """The steps a sizing pass must run: those computing the integers that sizes depend on.
+    Their buffers must live on the stack (the pass has no workspace), and no loop body may
+    compute such integers; ValueError otherwise."""
     s = steps.s
     writer = s.writer()
-    need = []
+    need = [b for step in s.steps for b in _sized_by(step)]
     for step in s.steps:
-        if isinstance(step, Index):
-            need += [p for item in step.items for p in item[1:] if p is not None]
-        elif isinstance(step, Fill):
-            need += step.dims
-        elif isinstance(step, Reshape):
-            need.append(step.shape)
-        elif isinstance(step, ARange):
-            need += [step.start, step.stop, step.step]
-        elif isinstance(step, NonZero):
-            need.append(step.src)
-        elif isinstance(step, Loop):
-            need.append(step.n_steps)
+        if isinstance(step, Loop):
             _refuse_sizes_computed_in(step)
     seen, run = set(), set()
     while need:
@@ -1594,18 +1601,7 @@ def _refuse_sizes_computed_in(loop):
     computed by another body step (indices, sizes): the sizing pass does not run bodies."""
     body = list(walk(loop.body))
     written_by = {b: step for step in body for b in written(step)}
-    need = []
-    for step in body:
-        if isinstance(step, Index):
-            need += [p for item in step.items for p in item[1:] if p is not None]
-        elif isinstance(step, Fill):
-            need += step.dims
-        elif isinstance(step, Reshape):
-            need.append(step.shape)
-        elif isinstance(step, ARange):
-            need += [step.start, step.stop, step.step]
-        elif isinstance(step, (NonZero, Loop)):
-            need.append(step.src if isinstance(step, NonZero) else step.n_steps)
+    need = [b for step in body for b in _sized_by(step)]
     seen = set()
     while need:
         b = need.pop()
