@@ -29,6 +29,7 @@ CODEGEN = "pic-small-nounroll"
 _lock = threading.Lock()
 _state = {}
 _libraries = {}  # library key -> {symbol: address} of the shared libraries loaded here
+_jitted = set()  # library keys of the modules the engine loaded here instead
 llvm = None  # llvmlite.binding, imported on first use
 
 
@@ -126,7 +127,7 @@ def compile_ir(ir_text: str, symbols, cache: DiskCache | None = None) -> dict:
     with _lock:
         cache = cache if cache is not None else DiskCache()
         library = shared_lib.library_key(ir_text, llvmlite.__version__, f"O{OPT_LEVEL}", CODEGEN)
-        if library is not None:
+        if library is not None and library not in _jitted:  # a module is loaded once
             known = _libraries.get(library) or shared_lib.load(library, symbols, cache)
             if known is not None and all(name in known for name in symbols):
                 _libraries[library] = known
@@ -147,6 +148,7 @@ def _from_engine(ir_text, symbols, cache, library) -> dict:
         s["engine"].finalize_object()
         loaded = s["loaded"][key] = {}
         if library is not None:
+            _jitted.add(library)
             shared_lib.link_later(library, obj, cache)
     out = {}
     for name in symbols:

@@ -68,6 +68,7 @@ def run_axpy(address, rng):
 @pytest.fixture
 def libraries_on(monkeypatch):
     monkeypatch.setattr(jit, "_libraries", {})
+    monkeypatch.setattr(jit, "_jitted", set())
     with config.change(shared_libraries="on"):
         yield
 
@@ -85,7 +86,8 @@ def test_a_jit_module_is_linked_and_a_later_load_takes_the_library(tmp_path, rng
     def no_engine(*args):
         raise AssertionError("the JIT was used although the library is cached")
     monkeypatch.setattr(jit, "_from_engine", no_engine)
-    monkeypatch.setattr(jit, "_libraries", {})
+    monkeypatch.setattr(jit, "_libraries", {})  # as a new process would start
+    monkeypatch.setattr(jit, "_jitted", set())
     run_axpy(jit.compile_ir(ir, [name], cache=cache)[name], rng)  # the library's code
 
 
@@ -193,3 +195,17 @@ def test_a_forked_child_links_its_own_modules_and_exits_promptly(tmp_path):
     libraries = [name for _, _, names in os.walk(tmp_path / "v1" / shared_lib.KIND) for name in names]
     assert len(libraries) == 2  # the parent's module and the child's
     assert __import__("time").perf_counter() - start < 60
+
+
+def test_a_module_the_engine_loaded_is_not_loaded_again_from_its_library(tmp_path, rng, libraries_on,
+                                                                         monkeypatch):
+    cache = DiskCache(str(tmp_path))
+    name, ir = axpy_ir(f"once_{os.getpid()}")
+    first = jit.compile_ir(ir, [name], cache=cache)[name]
+    assert shared_lib.wait(60)
+
+    def no_library(*args):
+        raise AssertionError("a module the engine holds was loaded again from its library")
+    monkeypatch.setattr(shared_lib, "load", no_library)
+    assert jit.compile_ir(ir, [name], cache=cache)[name] == first
+    run_axpy(first, rng)
