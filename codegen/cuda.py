@@ -62,6 +62,7 @@ from __future__ import annotations
 import math
 import re
 import struct
+from dataclasses import dataclass
 
 from theanine.codegen.c import comment_text
 from theanine.codegen.ir import ElementwiseKernel, Instr, ReduceKernel, ScalarProgram, render_each
@@ -533,13 +534,21 @@ def render_elementwise(kernel: ElementwiseKernel, inner_broadcast=None) -> str:
         f"{len(out_dtypes)} output(s)",
         *["   " + line for line in str(prog).splitlines()],
         "*/",
+        *_grid_stride_unit(name, nd, nbuf, b.lines),
+    ])
+
+
+def _grid_stride_unit(name, nd, nbuf, body) -> list:
+    """The params struct, the ``__global__`` grid-stride loop running ``body`` (lines) for
+    each element index ``idx``, and the host launcher, of an elementwise-style kernel."""
+    return [
         _params_struct(name, nd, nbuf, ["int64_t total;"]),
         "",
         "template <typename I>",
         f"__global__ void __launch_bounds__({THREADS}) {name}_kernel(const {name}_params p) {{",
         "  for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < p.total;",
         "       idx += (int64_t)gridDim.x * blockDim.x) {",
-        *b.lines,
+        *body,
         "  }",
         "}",
         "",
@@ -552,7 +561,64 @@ def render_elementwise(kernel: ElementwiseKernel, inner_broadcast=None) -> str:
         "  return (int)cudaGetLastError();",
         "}",
         "#endif",
+    ]
+
+
+@dataclass(frozen=True)
+class IndexedKernel:
+    """A copy through a table of byte offsets: ``mode`` 'gather' reads ``src`` where the
+    table points (``dst[i] = src[i + table[i]]``), 'set' and 'inc' write (or add, with
+    atomics, so repeated offsets accumulate) into ``dst`` there (``dst[i + table[i]]
+    (+)= src[i]``). Buffers: data[0] the source, data[1] the table (int64 byte offsets),
+    data[2] the destination; the strides say which dimension the table runs along (its
+    own stride is 8 there and 0 elsewhere), so one kernel serves every axis. Launched as
+    an elementwise kernel of rank ``ndim`` over the destination's (gather) or the
+    source's (set, inc) shape. Values are ``dtype`` on both sides."""
+
+    name: str
+    ndim: int
+    dtype: str
+    mode: str
+
+
+#: the dtypes an 'inc' IndexedKernel adds atomically (CUDA's atomicAdd; 64-bit integers
+#: through unsigned long long, whose wrapping addition is the signed one's)
+ATOMIC_ADD = {"float32": "float", "float64": "double", "int32": "int", "uint32": "unsigned",
+              "int64": "unsigned long long", "uint64": "unsigned long long"}
+
+
+def render_indexed(kernel: IndexedKernel, inner_broadcast=None) -> str:
+    """The params struct, ``__global__`` kernel and host launcher of an IndexedKernel (the
+    elementwise kernels' calling convention)."""
+    name, nd, dtype, mode = kernel.name, max(kernel.ndim, 1), kernel.dtype, kernel.mode
+    if mode not in ("gather", "set", "inc"):
+        raise ValueError(f"cuda: unknown indexed copy mode {mode!r}")
+    if mode == "inc" and dtype not in ATOMIC_ADD:
+        raise ValueError(f"cuda: no atomic addition for {dtype}; an indexed increment of it "
+                         f"cannot run on the device")
+    _check_params(name, nd, 3, 1)
+    b = _Body("    ")
+    offs = ["off0", "off1", "off2"]
+    _offsets(b, list(range(nd)), [0, 1, 2], "idx", offs, itype="I")
+    b.raw("const int64_t jump = *(const int64_t *)(p.data[1] + off1);")
+    t = _STORAGE[dtype]
+    if mode == "gather":
+        b.raw(f"*({t} *)(p.data[2] + off2) = *(const {t} *)(p.data[0] + off0 + jump);")
+    elif mode == "set":
+        b.raw(f"*({t} *)(p.data[2] + off2 + jump) = *(const {t} *)(p.data[0] + off0);")
+    else:
+        a = ATOMIC_ADD[dtype]
+        b.raw(f"atomicAdd(({a} *)(p.data[2] + off2 + jump), ({a})*(const {t} *)(p.data[0] + off0));")
+    return "\n".join([
+        f"/* {name}: indexed {mode} of {dtype}, rank {kernel.ndim} */",
+        *_grid_stride_unit(name, nd, 3, b.lines),
     ])
+
+
+def _render_copy_kernel(kernel, inner_broadcast=None) -> str:
+    if isinstance(kernel, IndexedKernel):
+        return render_indexed(kernel)
+    return render_elementwise(kernel, inner_broadcast)
 
 
 def _identity(kind, dtype) -> str:
@@ -793,7 +859,7 @@ UNIT_SEPARATOR = "/* ---- theanine: a unit of its own follows ---- */"
 
 def render_module(kernels, name="theanine_module", gemms=()) -> str:
     """One CUDA C++ translation unit defining every kernel of ``kernels``
-    ((kernel, inner_broadcast) pairs), each with its params struct, ``__global__`` kernels
+    ((kernel, inner_broadcast) pairs; elementwise, reduction or indexed kernels), each with its params struct, ``__global__`` kernels
     and host launcher ``NAME``, and a matrix product (``render_gemm``) for each
     ``(name, dtype)`` of ``gemms``. ``UNIT_SEPARATOR`` lines split it into the prelude
     and one part per kernel."""
@@ -801,6 +867,6 @@ def render_module(kernels, name="theanine_module", gemms=()) -> str:
             "   Launchers: int NAME(const int64_t *shape, char *const *data, const int64_t *strides,\n"
             "   [void *workspace,] void *stream), returning a cudaError_t; data holds device\n"
             "   pointers (inputs, then outputs). */\n\n" + PRELUDE)
-    parts = render_each(kernels, render_elementwise, render_reduce)
+    parts = render_each(kernels, _render_copy_kernel, render_reduce)
     parts += [render_gemm(gemm_name, dtype) for gemm_name, dtype in gemms]
     return f"\n\n{UNIT_SEPARATOR}\n".join([head] + parts) + "\n"

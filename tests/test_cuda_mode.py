@@ -235,7 +235,10 @@ def test_placement_of_an_mlp_training_step():
     dots = sum(type(n.op).__name__ == "Dot" for n in train.graph.toposort())
     assert where["kernel"] == len(prog.kernels) > 10 and where["dot"] == dots >= 6
     assert "Dot" not in ops and "DimShuffle" not in ops and "SumTo" not in ops
-    assert {"Subtensor", "IncSubtensor", "ARange"} <= ops
+    # the labels' log-probabilities are gathered, and their gradient scattered, on the device
+    assert where["gather"] == 1 and where["incsubtensor"] == 1
+    assert ops == {"ARange", "Shape"}
+    assert "indexed gather of float32" in prog.source and "indexed inc of float32" in prog.source
     transposes = [n for n in prog._where if type(n.op).__name__ == "DimShuffle" and n.op.new_order == (1, 0)]
     assert transposes and all(prog._where[n] == "device view" for n in transposes)
     assert prog.target == "cuda" and prog.entry is None and prog.thunks == {}

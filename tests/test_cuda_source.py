@@ -350,6 +350,14 @@ static thread_local th_dim3 threadIdx = {0, 0, 0};
 static th_dim3 blockIdx = {0, 0, 0}, blockDim = {1, 1, 1}, gridDim = {1, 1, 1};
 static pthread_barrier_t th_barrier;
 static inline void __syncthreads() { pthread_barrier_wait(&th_barrier); }
+static pthread_mutex_t th_atomic = PTHREAD_MUTEX_INITIALIZER;
+template <typename T> static T atomicAdd(T *address, T value) {
+  pthread_mutex_lock(&th_atomic);
+  const T old = *address;
+  *address = old + value;
+  pthread_mutex_unlock(&th_atomic);
+  return old;
+}
 #define TH_OPS(T, f) \
   static inline T __##f##add_rn(T a, T b) { return a + b; } \
   static inline T __##f##sub_rn(T a, T b) { return a - b; } \

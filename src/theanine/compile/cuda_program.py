@@ -15,13 +15,22 @@ Where each node runs:
   values when one of their clients runs on the device (the input is copied in first);
   ``Alloc`` when one of its clients runs on the device (a broadcasting copy kernel);
   ``SumTo`` of a device value (nothing when the shapes agree, else a sum kernel over
-  the axes the shapes call for);
-- wherever their input is, through ``perform``: ``Shape``, ``SpecifyShape`` and the
-  gradient-only identities (they read only the shape, or pass the value on; listed in
+  the axes the shapes call for); indexing (compile/cuda_indexing.py works out, on the
+  host, where the elements are): ``Subtensor`` of a device value is a view for slices
+  and integers and a gather kernel through a table of offsets for integer arrays and
+  masks; ``Set/IncSubtensor`` a copy of x and an elementwise or scatter kernel into the
+  region (atomic additions; a set writes each repeated position once, the last value);
+  ``Join`` one converting copy per input into its part. So convolution and pooling,
+  which the native phase rewrites into such views, joins, increments and products, run
+  on the device too. Indexing and joins of values computed on the host for the host
+  (shape arithmetic) stay there;
+- wherever their input is, through ``perform``: ``Shape``, ``SpecifyShape``, ``Assert``
+  (its conditions are read on the host) and the gradient-only identities (they read only
+  the shape, or pass the value on; listed in
   ``fallbacks``, but they copy nothing); and NumPy's views for ``DimShuffle`` and
   ``Reshape`` of host values whose clients all run on the host;
 - on the host, through ``perform``: everything else (listed in ``fallbacks``), such as
-  indexing, ``IncSubtensor``, ``ARange`` and the shape arithmetic between them.
+  ``ARange``, the shape arithmetic, and ``Scan`` (its loop runs on the host).
 
 Values stay where they are produced: a device thunk's outputs are DeviceArrays and
 its consumers on the device read them in place. A host value a device thunk needs is
@@ -51,8 +60,10 @@ import numpy as np
 
 from theanine.codegen import cuda as cuda_render
 from theanine.codegen import cudart, lower, nvcc
-from theanine.codegen.ir import ElementwiseKernel, ReduceKernel
+from theanine.codegen.ir import ElementwiseKernel, Instr, ReduceKernel, ScalarProgram
+from theanine.compile.cuda_indexing import Placement, last_writes, layout_rank, place
 from theanine.compile.native import plan_kernels
+from theanine.tensor.subtensor import _result_type_shape
 from theanine.cuda import DeviceArray, allocate, c_strides, empty, is_available, to_device
 
 _Ptr = ctypes.c_void_p
@@ -531,6 +542,157 @@ class SumToRun:
         return [out]
 
 
+def _index_error(op, x, error):
+    return IndexError(f"{op}: {error} (input shape {x.shape})")
+
+
+def _table(placement) -> DeviceArray:
+    """The placement's table on the device, viewed over its layout (walked along the
+    gathered dimension only)."""
+    table = to_device(placement.table)
+    layout = placement.layout_shape
+    return table.view(layout, tuple(8 if d == placement.axis else 0 for d in range(len(layout))))
+
+
+def _fits(value_shape, region_shape) -> bool:
+    """Whether a value of ``value_shape`` broadcasts to ``region_shape`` (NumPy's rule for
+    assignment: the value may have fewer dimensions, or size 1 where the region does not)."""
+    if len(value_shape) > len(region_shape):
+        return all(n == 1 for n in value_shape[:len(value_shape) - len(region_shape)]) and \
+            _fits(value_shape[len(value_shape) - len(region_shape):], region_shape)
+    return all(v in (1, r) for v, r in zip(value_shape[::-1], region_shape[::-1]))
+
+
+class SubtensorRun:
+    """Subtensor of a device value: a view for slices and integers, a gather kernel (a
+    table of offsets computed on the host, cuda_indexing) when the index has arrays;
+    ``perform`` for a host value."""
+
+    def __init__(self, node, gather):
+        self.node, self.gather = node, gather   # ElementwiseLauncher of the gather, or None
+
+    def __call__(self, args):
+        x, *values = args
+        if not isinstance(x, DeviceArray):
+            return _perform(self.node, args)
+        try:
+            p = place(x.shape, x.strides, self.node.op.idx_list, values)
+        except IndexError as e:
+            raise _index_error(self.node.op, x, e) from None
+        if p.table is None:
+            return [x.view(p.shape, p.strides, p.offset)]
+        out = empty(p.shape, x.dtype)
+        if out.size:
+            layout = p.layout_shape
+            self.gather.launch([x.view(layout, p.strides, p.offset), _table(p)],
+                               [out.view(layout, c_strides(layout, x.itemsize))], layout)
+        return [out]
+
+
+class IncSubtensorRun:
+    """Set/IncSubtensor on the device: a copy of x, then the value written (or added) into
+    the indexed region: an elementwise kernel over the region's view for slices and
+    integers, a scatter kernel (atomic additions for 'inc'; for 'set', only the last of
+    repeated positions is written, as in NumPy) when the index has arrays."""
+
+    def __init__(self, node, copy, assign, add, scatter, gather):
+        self.node, self.copy = node, copy
+        # elementwise kernels over the region: the value converted to x's dtype (assign),
+        # the region plus the value (add; None for SetSubtensor)
+        self.assign, self.add = assign, add
+        self.scatter, self.gather = scatter, gather   # indexed kernels (None without arrays)
+
+    def __call__(self, args):
+        x, y, *values = args
+        op = self.node.op
+        out = self.copy(x)
+        try:
+            p = place(out.shape, out.strides, op.idx_list, values)
+        except IndexError as e:
+            raise _index_error(op, x, e) from None
+        if not _fits(y.shape, p.shape):
+            raise ValueError(f"{op}: could not broadcast a value of shape {y.shape} into the indexed "
+                             f"region of shape {p.shape} (input shape {x.shape})")
+        if p.table is None:
+            region = out.view(p.shape, p.strides, p.offset)
+            if region.size:
+                value = y.view(y.shape[y.ndim - region.ndim:], y.strides[y.ndim - region.ndim:]) \
+                    if y.ndim > region.ndim else y
+                if op.set_instead_of_inc:
+                    self.assign.launch([value], [region], region.shape)
+                else:
+                    self.add.launch([region, value], [region], region.shape)
+            return [out]
+        if not math.prod(p.shape):
+            return [out]
+        layout, table = p.layout_shape, p.table
+        value = y
+        if y.shape != p.shape or y.dtype != out.dtype or not y.is_c_contiguous():
+            value = empty(p.shape, out.dtype)
+            fit = y.view(y.shape[y.ndim - len(p.shape):], y.strides[y.ndim - len(p.shape):]) \
+                if y.ndim > len(p.shape) else y
+            self.assign.launch([fit], [value], p.shape)
+        value = value.view(layout, c_strides(layout, out.itemsize))
+        if op.set_instead_of_inc:
+            keep = last_writes(table)
+            if keep is not None:     # the last write of each repeated position only
+                p, value = self._last_writes(p, value, keep)
+                layout = p.layout_shape
+        self.scatter.launch([value, _table(p)], [out.view(layout, p.strides, p.offset)], layout)
+        return [out]
+
+    def _last_writes(self, p, value, keep):
+        """The placement and value restricted to the positions ``keep`` of the table."""
+        axis = p.axis
+        step = value.strides[axis]
+        rows = Placement(0, tuple((len(keep), 0) if d == axis else (n, s) for d, (n, s)
+                                  in enumerate(zip(value.shape, value.strides))),
+                         axis, keep.astype(np.int64) * step, None)
+        layout = rows.layout_shape
+        kept = empty(layout, value.dtype)
+        self.gather.launch([value.view(layout, rows.strides), _table(rows)], [kept], layout)
+        dims = tuple((len(keep), 0) if d == axis else dim for d, dim in enumerate(p.dims))
+        return dataclasses.replace(p, dims=dims, table=p.table[keep]), kept
+
+
+class JoinRun:
+    """Join on the device: each input copied (converted to the output's dtype) into its
+    part of a new array."""
+
+    def __init__(self, node, assign):
+        self.node, self.assign = node, assign   # {input dtype: ElementwiseLauncher}
+
+    def __call__(self, args):
+        axis = self.node.op.axis
+        first = args[0].shape
+        if any(len(a.shape) != len(first) or any(n != m for d, (n, m) in enumerate(zip(a.shape, first))
+                                                  if d != axis) for a in args):
+            raise ValueError(f"join along axis {axis}: shapes {[a.shape for a in args]} do not match")
+        shape = list(first)
+        shape[axis] = sum(a.shape[axis] for a in args)
+        out = empty(tuple(shape), self.node.outputs[0].type.numpy_dtype)
+        start = 0
+        for a in args:
+            if a.size:
+                part = out.view(a.shape, out.strides, start * out.strides[axis])
+                self.assign[a.dtype.name].launch([a], [part], a.shape)
+            start += a.shape[axis]
+        return [out]
+
+
+class AssertRun:
+    """Assert: the conditions (host scalars) checked, x passed on wherever it is."""
+
+    def __init__(self, node):
+        self.node = node
+
+    def __call__(self, args):
+        x, *conditions = args
+        if not all(bool(np.asarray(c)) for c in conditions):
+            raise ValueError(self.node.op.message)
+        return [x]
+
+
 def _perform(node, args):
     """Run ``node.op.perform`` and check what it stored against the outputs' types."""
     from theanine.compile.executor import coerce_output
@@ -560,8 +722,11 @@ class HostRun:
 
 #: ops that only read their input's shape or pass it on: they run wherever the input is
 _ANYWHERE = ("Shape", "SpecifyShape", "ScalarGradOp")
+#: ops that run where their input is, or where their clients are, and those that pass their
+#: input on
+_MOVABLE = ("Alloc", "DimShuffle", "Reshape", "Subtensor", "SpecifyShape", "Assert", "ScalarGradOp")
 #: placements whose thunks want their (first) input on the device
-_ON_DEVICE = ("kernel", "dot", "alloc", "device view", "sumto")
+_ON_DEVICE = ("kernel", "dot", "alloc", "device view", "sumto", "gather", "incsubtensor", "join")
 #: SumTo gets a sum kernel for each set of axes, while there are at most this many candidates
 _SUMTO_MAX_AXES = 3
 
@@ -577,19 +742,48 @@ def _dot_on_device(node):
 
 class _Requests:
     """The helper kernels a module needs besides the planned ones: copies (dtype, rank),
-    sums for SumTo (dtype, rank, axes) and matrix products (dtype)."""
+    conversions and additions into views (destination dtype, value dtype, rank), indexed
+    copies (dtype, rank, mode), sums for SumTo (dtype, rank, axes) and matrix products
+    (dtype)."""
 
     def __init__(self):
         self.copies, self.sums, self.gemms = set(), set(), set()
+        self.assigns, self.adds, self.indexed = set(), set(), set()
+
+    def assign(self, dst, src, rank):
+        """Request the kernel writing a ``src`` value into a ``dst`` view (a copy when the
+        dtypes agree)."""
+        if dst == src:
+            self.copies.add((dst, max(rank, 1)))
+        else:
+            self.assigns.add((dst, src, max(rank, 1)))
 
     def kernels(self):
         """[(key, kernel IR or ('gemm', dtype))] in a deterministic order."""
         out = [(("copy", d, r), ElementwiseKernel("", r, lower.identity_program(d)))
                for d, r in sorted(self.copies)]
+        out += [(("assign", d, v, r), ElementwiseKernel("", r, _convert_program(d, v)))
+                for d, v, r in sorted(self.assigns)]
+        out += [(("add", d, v, r), ElementwiseKernel("", r, _add_program(d, v)))
+                for d, v, r in sorted(self.adds)]
+        out += [(("indexed", d, r, m), cuda_render.IndexedKernel("", r, d, m))
+                for d, r, m in sorted(self.indexed)]
         out += [(("sum", d, r, axes), ReduceKernel("", r, axes, "sum", lower.identity_program(d), d))
                 for d, r, axes in sorted(self.sums)]
         out += [(("gemm", d), ("gemm", d)) for d in sorted(self.gemms)]
         return out
+
+
+def _convert_program(dst, src):
+    """The program converting its ``src`` input to ``dst``."""
+    return ScalarProgram((src,), (), (Instr("cast", (0,), dst, src),), (1,))
+
+
+def _add_program(dst, src):
+    """The program adding its ``src`` input (converted) to its ``dst`` input."""
+    if dst == src:
+        return ScalarProgram((dst, src), (), (Instr("add", (0, 1), dst, dst),), (2,))
+    return ScalarProgram((dst, src), (), (Instr("cast", (1,), dst, src), Instr("add", (0, 2), dst, dst)), (3,))
 
 
 def _sumto_axes(node):
@@ -658,6 +852,12 @@ class CudaProgram:
             if name == "Reshape":
                 requests.copies.add((node.inputs[0].dtype, max(node.inputs[0].ndim, 1)))
             return "view"
+        if name in ("Subtensor", "IncSubtensor", "Join"):
+            placed = self._place_indexing(node, name, requests)
+            if placed:
+                return placed
+        if name == "Assert":
+            return "assert"
         if name == "SumTo":
             for axes in _sumto_axes(node) or ():
                 requests.sums.add((node.inputs[0].dtype, node.inputs[0].ndim, axes))
@@ -665,6 +865,78 @@ class CudaProgram:
         if name in _ANYWHERE:
             return "anywhere"
         return "host"
+
+    def _place_indexing(self, node, name, requests):
+        """'subtensor view', 'gather', 'incsubtensor' or 'join' when ``node`` runs on the
+        device (its kernels requested), else None. Values of dtypes CUDA lacks, and
+        values made on the host for the host (shape arithmetic), stay there."""
+        data = node.inputs[:2] if name == "IncSubtensor" else \
+            node.inputs if name == "Join" else node.inputs[:1]
+        if not all(v.dtype in cuda_render.CUDA_TYPES for v in data):
+            return None
+        if name == "Subtensor" and not node.op.is_advanced:
+            return "subtensor view"
+        if all(self._made_on_host(v) for v in data):
+            return None
+        out = node.outputs[0]
+        if name == "Join":
+            for v in node.inputs:
+                requests.assign(out.dtype, v.dtype, out.ndim)
+            return "join"
+        x = node.inputs[0]
+        index_inputs = node.inputs[2:] if name == "IncSubtensor" else node.inputs[1:]
+        rank = layout_rank(node.op.idx_list, x.ndim, [v.ndim for v in index_inputs])
+        if name == "Subtensor":
+            requests.indexed.add((x.dtype, rank, "gather"))
+            return "gather"
+        y, inc = node.inputs[1], not node.op.set_instead_of_inc
+        if node.op.is_advanced and inc and x.dtype not in cuda_render.ATOMIC_ADD:
+            return None
+        region = len(_result_type_shape(x.type.shape, node.op.idx_list, index_inputs))
+        requests.copies.add((x.dtype, max(x.ndim, 1)))
+        requests.assign(x.dtype, y.dtype, region)
+        if not node.op.is_advanced:
+            if inc:
+                requests.adds.add((x.dtype, y.dtype, max(region, 1)))
+        else:
+            requests.indexed.add((x.dtype, rank, "inc" if inc else "set"))
+            if not inc:
+                requests.indexed.add((x.dtype, rank, "gather"))
+        return "incsubtensor"
+
+    @staticmethod
+    def _rank(node):
+        """The rank of the indexed kernels of a Subtensor or IncSubtensor ``node``."""
+        x = node.inputs[0]
+        index_inputs = node.inputs[2:] if _op_name(node) == "IncSubtensor" else node.inputs[1:]
+        return layout_rank(node.op.idx_list, x.ndim, [v.ndim for v in index_inputs])
+
+    def _inc_run(self, node, helper, copy):
+        x, y, *index_inputs = node.inputs
+        op, dtype = node.op, x.dtype
+        region = len(_result_type_shape(x.type.shape, op.idx_list, index_inputs))
+        assign = helper(_assign_key(dtype, y.dtype, region))
+        add = scatter = gather = None
+        if not op.is_advanced:
+            if not op.set_instead_of_inc:
+                add = helper(("add", dtype, y.dtype, max(region, 1)))
+        else:
+            rank = self._rank(node)
+            scatter = helper(("indexed", dtype, rank, "set" if op.set_instead_of_inc else "inc"))
+            if op.set_instead_of_inc:
+                gather = helper(("indexed", dtype, rank, "gather"))
+        return IncSubtensorRun(node, copy, assign, add, scatter, gather)
+
+    def _made_on_host(self, var):
+        """Whether ``var`` is computed on the host: by a node that runs there, or by a view,
+        an Alloc (whose place is settled later, by their clients) or a pass-through of such
+        a value."""
+        node = var.owner
+        if node is None:
+            return False
+        if _op_name(node) in _MOVABLE:
+            return self._made_on_host(node.inputs[0])
+        return self._where.get(node) in ("host", "anywhere")
 
     def _feeds_device(self, node):
         """Whether a client of ``node``'s output runs on the device."""
@@ -700,6 +972,11 @@ class CudaProgram:
         helpers = {key: self._names[k] for k, (key, _) in enumerate(self._helpers, start=n_planned)}
         copy = Copier({(key[1], key[2]): ElementwiseLauncher(_launcher(lib, name), key[2], "a device copy")
                        for key, name in helpers.items() if key[0] == "copy"})
+
+        def helper(key):
+            """The launcher of the helper kernel ``key`` (rank last but for indexed kernels)."""
+            rank = key[2] if key[0] == "indexed" else key[-1]
+            return ElementwiseLauncher(_launcher(lib, helpers[key]), rank, f"a device {key[0]}")
         constants = [c.data for c in _constants(self.fgraph)]
         residency = Residency(constants)
         outputs = set(self.fgraph.outputs)
@@ -736,6 +1013,23 @@ class CudaProgram:
                                                "sum", axes, dtype, keepdims=True)
                 run = SumToRun(node, reducers)
                 placement = ["any", "any"]
+            elif where in ("subtensor view", "gather"):
+                gather = None
+                if where == "gather":
+                    gather = helper(("indexed", node.inputs[0].dtype, self._rank(node), "gather"))
+                run = SubtensorRun(node, gather)
+                placement = ["any" if where == "subtensor view" else "device"] + ["host"] * (n_in - 1)
+            elif where == "incsubtensor":
+                run = self._inc_run(node, helper, copy)
+                placement = ["device", "device"] + ["host"] * (n_in - 2)
+            elif where == "join":
+                dtype = node.outputs[0].dtype
+                run = JoinRun(node, {v.dtype: helper(_assign_key(dtype, v.dtype, node.outputs[0].ndim))
+                                     for v in node.inputs})
+                placement = ["device"] * n_in
+            elif where == "assert":
+                run = AssertRun(node)
+                placement = ["any"] + ["host"] * (n_in - 1)
             elif where == "anywhere":
                 run = HostRun(node)
                 placement = ["any"] * n_in
@@ -744,6 +1038,12 @@ class CudaProgram:
             thunks[node] = Thunk(residency, run, placement, [o in outputs for o in node.outputs],
                                  index)
         return thunks
+
+
+def _assign_key(dst, src, rank):
+    """The key of the helper kernel writing ``src`` values into a ``dst`` view."""
+    rank = max(rank, 1)
+    return ("copy", dst, rank) if dst == src else ("assign", dst, src, rank)
 
 
 def _constants(fgraph):

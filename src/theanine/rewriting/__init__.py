@@ -14,7 +14,7 @@ from theanine.rewriting.merge import merge
 # Importing the pass modules registers their rewrites.
 from theanine.rewriting import constant_folding  # noqa: F401
 from theanine.rewriting import canonicalize, specialize, stabilize  # noqa: F401
-from theanine.rewriting import (lower_conv, lower_loops, lower_ops, nnet, random_draws,  # noqa: F401
+from theanine.rewriting import (lower_conv, lower_loops, lower_ops, lowering, nnet, random_draws,  # noqa: F401
                                 scan_invariants, scan_merge, shape_only)
 
 _FAST_COMPILE_PHASES = ("constant_folding",)
@@ -33,7 +33,7 @@ def rewrite_graph(fgraph, mode="py", include=None, exclude=()):
     else:
         phases = (NATIVE_PHASES if mode in NATIVE_MODES else ()) + PHASES
     if mode == "cuda":
-        exclude = tuple(exclude) + (lower_conv.CPU_ONLY,)
+        exclude = tuple(exclude) + (lowering.CPU_ONLY,)
     merge(fgraph)
     for phase in phases:
         if apply_to_equilibrium(fgraph, rewrite_db.query(phase, exclude=exclude), phase):

@@ -73,10 +73,6 @@ from theanine.tensor.shape import SpecifyShape, constant_entries, reshape, speci
 from theanine.tensor.signal.pool import AveragePoolGrad, MaxPoolGrad, MaxPoolGradGrad, Pool
 from theanine.tensor.subtensor import inc_subtensor, set_subtensor
 
-#: the phase of these rewrites (rewriting.NATIVE_PHASES: run by the native modes only)
-#: the tag of lowerings meant for the CPU entry only: mode 'cuda' runs indexing and joins on
-#: the host, so there one op per tap would cost more than the convolution it replaces
-CPU_ONLY = "cpu_only"
 #: windows of more taps are not lowered: one view (and, in gradients, one IncSubtensor) per
 #: tap makes the compiled function's code, and its compile time, grow with the window
 MAX_TAPS = 64
@@ -558,7 +554,7 @@ def _lowering(op_type, lower):
 
     rewrite.__name__ = f"lower_{op_type.__name__}"
     rewrite.__doc__ = lower.__doc__
-    return register_rewrite(PHASE, CPU_ONLY, tracks=(op_type,))(rewrite)
+    return register_rewrite(PHASE, tracks=(op_type,))(rewrite)
 
 
 for _op_type, _lower in ((Conv2d, _lower_conv2d), (Conv2dGradWeights, _lower_conv2d_grad_weights),

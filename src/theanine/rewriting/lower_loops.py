@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from theanine.gradient import IndexMap
 from theanine.graph.traversal import clone_replace
-from theanine.rewriting.lower_conv import CPU_ONLY
+from theanine.rewriting.lowering import CPU_ONLY
 from theanine.rewriting.lowering import checked, eq, lowering, product, size, sizes
 from theanine.tensor import math as tm
 from theanine.tensor.basic import arange

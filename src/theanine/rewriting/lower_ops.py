@@ -50,7 +50,7 @@ from __future__ import annotations
 import numpy as np
 
 from theanine.gradient import ScalarGradOp
-from theanine.rewriting.lower_conv import CPU_ONLY
+from theanine.rewriting.lowering import CPU_ONLY
 from theanine.rewriting.lowering import (Unlowerable, checked, eq, lowering, product, size, sizes,
                                           static)
 from theanine.tensor import math as tm

@@ -18,6 +18,9 @@ from theanine.tensor.shape import shape_i
 
 #: the rewrite phase of lowerings (run first, by the native modes only)
 PHASE = "native"
+#: the tag of rewrites meant for the CPU entries only (not mode 'cuda'): lowerings to steps
+#: the CUDA module has no kernels for, and layout choices made for CPU caches and BLAS
+CPU_ONLY = "cpu_only"
 
 
 class Unlowerable(Exception):

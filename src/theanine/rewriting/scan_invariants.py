@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from theanine.graph.traversal import clone_replace
 from theanine.rewriting.engine import register_rewrite
-from theanine.rewriting.lower_conv import CPU_ONLY
+from theanine.rewriting.lowering import CPU_ONLY
 from theanine.scan_module.op import Scan
 from theanine.tensor.elemwise import DimShuffle, dimshuffle
 from theanine.tensor.math import Dot, tensor_copy

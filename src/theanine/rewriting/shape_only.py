@@ -15,7 +15,7 @@ These rewrites run in the ``native`` phase of the CPU modes (the GPU program run
 from __future__ import annotations
 
 from theanine.rewriting.engine import register_rewrite
-from theanine.rewriting.lower_conv import CPU_ONLY
+from theanine.rewriting.lowering import CPU_ONLY
 from theanine.rewriting.lowering import PHASE
 from theanine.tensor.elemwise import DimShuffle, Elemwise, SumTo, SumToShape
 from theanine.tensor.math import Dot
