@@ -377,7 +377,7 @@ def test_a_scan_left_open_runs_in_the_enclosing_mode(mode, rng):
     storage = [[None]]
     node.op.make_thunk(node, mode)([np.int64(3), np.arange(3.0)], storage)
     np.testing.assert_allclose(storage[0][0], [0.0, 2.0, 4.0])
-    assert set(node.op._compiled) == {mode}
+    assert set(node.op._compiled) == {(mode, False)}
 
 
 def test_second_order_gradient(mode, rng):

@@ -23,14 +23,17 @@ Where each node runs:
   ``Join`` one converting copy per input into its part. So convolution and pooling,
   which the native phase rewrites into such views, joins, increments and products, run
   on the device too. Indexing and joins of values computed on the host for the host
-  (shape arithmetic) stay there;
+  (shape arithmetic) stay there. ``Scan`` (its step compiled for mode 'cuda'): the
+  loop of scan_module/loop.py over device buffers (``DeviceMemory``), the step's own
+  CudaProgram reading rows in place and leaving its results on the device; the loop,
+  one step call per step, runs in Python;
 - wherever their input is, through ``perform``: ``Shape``, ``SpecifyShape``, ``Assert``
   (its conditions are read on the host) and the gradient-only identities (they read only
   the shape, or pass the value on; listed in
   ``fallbacks``, but they copy nothing); and NumPy's views for ``DimShuffle`` and
   ``Reshape`` of host values whose clients all run on the host;
 - on the host, through ``perform``: everything else (listed in ``fallbacks``), such as
-  ``ARange``, the shape arithmetic, and ``Scan`` (its loop runs on the host).
+  ``ARange`` and the shape arithmetic.
 
 Values stay where they are produced: a device thunk's outputs are DeviceArrays and
 its consumers on the device read them in place. A host value a device thunk needs is
@@ -63,6 +66,8 @@ from theanine.codegen import cudart, lower, nvcc
 from theanine.codegen.ir import ElementwiseKernel, Instr, ReduceKernel, ScalarProgram
 from theanine.compile.cuda_indexing import Placement, last_writes, layout_rank, place
 from theanine.compile.native import plan_kernels
+from theanine.scan_module.loop import Memory, run_loop
+from theanine.scan_module.op import resolve_mode
 from theanine.tensor.subtensor import _result_type_shape
 from theanine.cuda import DeviceArray, allocate, c_strides, empty, is_available, to_device
 
@@ -693,6 +698,60 @@ class AssertRun:
         return [x]
 
 
+class DeviceMemory(Memory):
+    """A scan loop's arrays on the device (scan_module/loop.py): rows are views, and
+    values are stored by the module's copy kernels."""
+
+    def __init__(self, copy):
+        self.copy = copy   # a Copier: its launchers, by (dtype, rank)
+
+    def empty(self, shape, dtype):
+        return empty(shape, dtype)
+
+    def row(self, array, t):
+        return array.view(array.shape[1:], array.strides[1:], t * array.strides[0])
+
+    def head(self, array, n):
+        return array.view((n,) + array.shape[1:], array.strides)
+
+    def store(self, array, t, value):
+        target = self.head(array, t.stop) if isinstance(t, slice) else self.row(array, t)
+        if not isinstance(value, DeviceArray):
+            value = to_device(np.asarray(value, dtype=array.dtype))
+        if target.size:
+            launcher = self.copy.launchers[(array.dtype.name, max(target.ndim, 1))]
+            launcher.launch([value], [target], target.shape)
+
+    def final(self, value, dtype):
+        return value if isinstance(value, DeviceArray) else to_device(np.asarray(value, dtype=dtype))
+
+    def truth(self, value) -> bool:
+        return bool(value.get() if isinstance(value, DeviceArray) else value)
+
+
+class ScanRun:
+    """A scan whose step runs in mode 'cuda': the loop (scan_module/loop.py) over device
+    buffers, the step reading its rows in place and leaving its results on the device.
+    The loop itself, one step call per step, runs in Python."""
+
+    def __init__(self, node, memory):
+        self.node, self.memory = node, memory
+        self.dtypes = [o.type.numpy_dtype for o in node.outputs]
+
+    def __call__(self, args):
+        op = self.node.op
+        step = op.step_function("cuda", device_outputs=True)
+        return run_loop(op, step, args, self.dtypes, self.memory)
+
+
+def _scan_on_device(node):
+    """Whether a Scan ``node`` runs its loop over device values: its step is compiled for
+    mode 'cuda' and every value it reads or makes has a CUDA dtype."""
+    if resolve_mode(node.op.mode or "cuda") != "cuda":
+        return False
+    return all(v.dtype in cuda_render.CUDA_TYPES for v in node.inputs[1:] + node.outputs)
+
+
 def _perform(node, args):
     """Run ``node.op.perform`` and check what it stored against the outputs' types."""
     from theanine.compile.executor import coerce_output
@@ -726,7 +785,8 @@ _ANYWHERE = ("Shape", "SpecifyShape", "ScalarGradOp")
 #: input on
 _MOVABLE = ("Alloc", "DimShuffle", "Reshape", "Subtensor", "SpecifyShape", "Assert", "ScalarGradOp")
 #: placements whose thunks want their (first) input on the device
-_ON_DEVICE = ("kernel", "dot", "alloc", "device view", "sumto", "gather", "incsubtensor", "join")
+_ON_DEVICE = ("kernel", "dot", "alloc", "device view", "sumto", "gather", "incsubtensor", "join",
+              "scan")
 #: SumTo gets a sum kernel for each set of axes, while there are at most this many candidates
 _SUMTO_MAX_AXES = 3
 
@@ -802,15 +862,18 @@ class CudaProgram:
     """The nodes of one compiled function on the GPU: source, thunks, kernels, fallbacks
     (see the module docstring). ``compile=False`` renders the source only. ``arch`` is
     the GPU architecture built for (digits, '90' for sm_90): the current device's, or
-    nvcc.DEFAULT_ARCH when there is no device."""
+    nvcc.DEFAULT_ARCH when there is no device. ``device_outputs``: the graph's outputs
+    are left on the device, as DeviceArrays, instead of copied to the host."""
 
     target = "cuda"
     #: no whole-function native entry: the GraphRunner calls the thunks
     entry = None
     why_no_entry = "mode 'cuda' runs node by node"
 
-    def __init__(self, fgraph, compile=True, arch=None):
+    def __init__(self, fgraph, compile=True, arch=None, device_outputs=False):
         self.fgraph = fgraph
+        #: the graph's outputs stay on the device (a scan step's, for its loop on the device)
+        self.device_outputs = device_outputs
         self.planned, _ = plan_kernels(fgraph)
         planned = {p.node: p for p in self.planned}
         nodes = fgraph.toposort()
@@ -858,6 +921,11 @@ class CudaProgram:
                 return placed
         if name == "Assert":
             return "assert"
+        if name == "Scan" and _scan_on_device(node):
+            for out in node.outputs:
+                if out.type.ndim:
+                    requests.copies.update({(out.dtype, out.ndim), (out.dtype, max(out.ndim - 1, 1))})
+            return "scan"
         if name == "SumTo":
             for axes in _sumto_axes(node) or ():
                 requests.sums.add((node.inputs[0].dtype, node.inputs[0].ndim, axes))
@@ -979,7 +1047,7 @@ class CudaProgram:
             return ElementwiseLauncher(_launcher(lib, helpers[key]), rank, f"a device {key[0]}")
         constants = [c.data for c in _constants(self.fgraph)]
         residency = Residency(constants)
-        outputs = set(self.fgraph.outputs)
+        outputs = set() if self.device_outputs else set(self.fgraph.outputs)
         thunks = {}
         planned = {p.node: (p, name) for p, name in zip(self.planned, self._names)}
         for index, node in enumerate(nodes):
@@ -1027,6 +1095,9 @@ class CudaProgram:
                 run = JoinRun(node, {v.dtype: helper(_assign_key(dtype, v.dtype, node.outputs[0].ndim))
                                      for v in node.inputs})
                 placement = ["device"] * n_in
+            elif where == "scan":
+                run = ScanRun(node, DeviceMemory(copy))
+                placement = ["host"] + ["device"] * (n_in - 1)
             elif where == "assert":
                 run = AssertRun(node)
                 placement = ["any"] + ["host"] * (n_in - 1)

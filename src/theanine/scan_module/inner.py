@@ -13,17 +13,18 @@ class StepFunction:
     """A compiled step: call it with one value per inner input; it returns the inner outputs.
 
     ``graph`` is the rewritten step graph, ``program`` its native kernels (None in
-    the reference modes).
+    the reference modes). ``device_outputs`` (mode 'cuda'): the outputs are left on the
+    device, for a loop that keeps its values there.
     """
 
-    def __init__(self, graph, mode):
+    def __init__(self, graph, mode, device_outputs=False):
         self.mode = mode
         self.graph = graph
         self.program = None
         thunks = {}
         if mode == "cuda":
             from theanine.compile.cuda_program import CudaProgram
-            self.program = CudaProgram(self.graph)
+            self.program = CudaProgram(self.graph, device_outputs=device_outputs)
             thunks.update(self.program.thunks)
         elif mode in NATIVE_MODES:
             from theanine.compile.native import NativeProgram
@@ -57,7 +58,7 @@ def rewritten_step(fgraph, mode) -> FunctionGraph:
     return rewrite_graph(FunctionGraph(ins, outs), mode)
 
 
-def compile_step(graph, mode) -> StepFunction:
+def compile_step(graph, mode, device_outputs=False) -> StepFunction:
     """The rewritten step graph ``graph`` (see ``rewritten_step``) compiled for ``mode``
-    ('py', 'llvm', 'c' or 'FAST_COMPILE')."""
-    return StepFunction(graph, mode)
+    ('py', 'llvm', 'c', 'cuda' or 'FAST_COMPILE'); see StepFunction for ``device_outputs``."""
+    return StepFunction(graph, mode, device_outputs)

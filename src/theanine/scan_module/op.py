@@ -92,7 +92,7 @@ class Scan(Op):
         ins, outs, _ = clone_graph(list(inner_inputs), list(inner_outputs), copy_inputs=True)
         #: the step graph, owned by this op (never rewritten in place)
         self.fgraph = FunctionGraph(ins, outs)
-        self._compiled = {}  # mode -> compiled step
+        self._compiled = {}  # (mode, device outputs) -> compiled step
         self._rewritten = {}  # mode -> rewritten step graph
         self._deps = None
         self._check_layout()
@@ -229,13 +229,15 @@ class Scan(Op):
             graph = self._rewritten[mode] = rewritten_step(self.fgraph, mode)
         return graph
 
-    def step_function(self, mode=None):
-        """The compiled step for ``mode`` (compiled on first use, then cached on the op)."""
+    def step_function(self, mode=None, device_outputs=False):
+        """The compiled step for ``mode`` (compiled on first use, then cached on the op);
+        ``device_outputs``: see StepFunction."""
         from theanine.scan_module.inner import compile_step
         mode = resolve_mode(mode or self.mode)
-        fn = self._compiled.get(mode)
+        key = (mode, bool(device_outputs))
+        fn = self._compiled.get(key)
         if fn is None:
-            fn = self._compiled[mode] = compile_step(self.step_graph(mode), mode)
+            fn = self._compiled[key] = compile_step(self.step_graph(mode), mode, device_outputs)
         return fn
 
     def perform(self, node, inputs, output_storage):
