@@ -8,6 +8,8 @@ import pytest
 
 import theanine
 import theanine.tensor as T
+from theanine.codegen import nvcc
+from theanine.compile.cuda_program import CudaProgram
 from theanine.scan_module import scan, until
 
 from test_cuda_mode import device  # noqa: F401  (a fixture)
@@ -113,3 +115,28 @@ def test_a_scan_left_in_another_mode_runs_on_the_host(device, rng):
     assert [type(n.op).__name__ for n in f.fallbacks if type(n.op).__name__ == "Scan"] == ["Scan"]
     a = rng.normal(size=5)
     np.testing.assert_allclose(f(a), np.cumsum(a))
+
+
+@pytest.mark.parametrize("mode", ["cuda", "llvm"])
+def test_kernels_and_source_show_the_steps_modules(device, mode):
+    x, h0, W, U = T.dtensor3("x"), T.dmatrix("h0"), T.dmatrix("W"), T.dmatrix("U")
+    h = rnn(x, h0, W, U)
+    f = theanine.function([x, h0, W, U], [h] + theanine.grad(h.sum(), [W]), mode=mode)
+    cuda_kernels = f.kernels if mode == "cuda" else CudaProgram(f.graph, compile=False).kernels
+    in_loops = [k for k in cuda_kernels if k.loop]
+    assert in_loops and all("Scan" in k.loop and "in the loop of Scan" in str(k) for k in in_loops)
+    assert any("tanh" in " ".join(k.ops) for k in in_loops)
+    text = f.source("cuda")
+    assert text.count("a module of its own ----") == 2         # the forward and the backward step
+    assert all(f'extern "C" int {k.name}(' in text for k in cuda_kernels)
+
+
+@pytest.mark.skipif(not nvcc.available(), reason="nvcc is not installed")
+def test_the_modules_of_a_function_and_its_steps_compile_with_nvcc():
+    x, h0, W, U = T.ftensor3("x"), T.fmatrix("h0"), T.fmatrix("W"), T.fmatrix("U")
+    h = rnn(x, h0, W, U)
+    f = theanine.function([x, h0, W, U], theanine.grad((h ** 2).sum(), [W, U]), mode="llvm")
+    prog = CudaProgram(f.graph, compile=False)
+    assert len(prog.loop_programs) == 2
+    for module in [prog.module] + [p.module for p in prog.loop_programs]:
+        assert nvcc.compile_check(module, arch="sm_80", output="cubin")[:4] == b"\x7fELF"

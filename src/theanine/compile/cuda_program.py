@@ -1,9 +1,10 @@
 """mode="cuda": a compiled function's nodes run on an NVIDIA GPU.
 
 ``CudaProgram(fgraph)`` mirrors NativeProgram: ``kernels`` (the elementwise and
-reduction kernels, each with the ops fused into it), ``fallbacks`` (the nodes that run
-on the host through ``perform``), ``source`` (one CUDA C++ module, built by nvcc and
-cached on disk) and ``thunks`` (``thunk(input_values, output_storage)`` for every node,
+reduction kernels, each with the ops fused into it, those of scan steps included),
+``fallbacks`` (the nodes that run on the host through ``perform``), ``module`` (one CUDA
+C++ module, built by nvcc and cached on disk), ``source`` (that module, followed by the
+modules of the scan steps) and ``thunks`` (``thunk(input_values, output_storage)`` for every node,
 as compile.executor.GraphRunner calls them).
 
 Where each node runs:
@@ -63,6 +64,7 @@ import numpy as np
 
 from theanine.codegen import cuda as cuda_render
 from theanine.codegen import cudart, lower, nvcc
+from theanine.codegen.c import comment_text
 from theanine.codegen.ir import ElementwiseKernel, Instr, ReduceKernel, ScalarProgram
 from theanine.compile.cuda_indexing import Placement, last_writes, layout_rank, place
 from theanine.compile.native import plan_kernels
@@ -892,15 +894,37 @@ class CudaProgram:
                     requests.copies.add((node.outputs[0].dtype, max(node.outputs[0].ndim, 1)))
         self.fallbacks = [n for n in nodes if self._where[n] in ("host", "anywhere")]
         self._helpers = requests.kernels()
-        self.source, names = self._render()
+        #: the CUDA module nvcc builds for this graph's nodes
+        self.module, names = self._render()
         self.kernels = []
         for p, name in zip(self.planned, names):
             p.info.name = name
             self.kernels.append(p.info)
         self._names = names
+        self.source = self.module
+        self._add_loop_bodies(nodes, compile)
         self.thunks = {}
         if compile:
             self.thunks = self._build_thunks(nodes, arch)
+
+    def _add_loop_bodies(self, nodes, compiled):
+        """The kernels and modules of the steps of the scans that loop on the device, added
+        to ``kernels`` (marked with their scan) and ``source`` (after this module): each
+        step is a module of its own, compiled with the function when ``compiled``; their
+        CudaPrograms are ``loop_programs``."""
+        self.loop_programs = []
+        for node in nodes:
+            if self._where[node] != "scan":
+                continue
+            op = node.op
+            if compiled:
+                step = op.step_function("cuda", device_outputs=True).program
+            else:
+                step = CudaProgram(op.step_graph("cuda"), compile=False, device_outputs=True)
+            self.loop_programs.append(step)
+            self.kernels += [dataclasses.replace(info, loop=str(op)) for info in step.kernels]
+            self.source += f"\n/* ---- the step of {comment_text(str(op))}: a module of its own ---- */\n" + \
+                step.source
 
     def _place(self, node, planned, requests):
         name = _op_name(node)
@@ -1035,7 +1059,7 @@ class CudaProgram:
             if arch is None:
                 arch = "".join(map(str, cudart.compute_capability())) if is_available() \
                     else nvcc.DEFAULT_ARCH
-            lib = nvcc.load_library(self.source, arch)
+            lib = nvcc.load_library(self.module, arch)
         n_planned = len(self.planned)
         helpers = {key: self._names[k] for k, (key, _) in enumerate(self._helpers, start=n_planned)}
         copy = Copier({(key[1], key[2]): ElementwiseLauncher(_launcher(lib, name), key[2], "a device copy")

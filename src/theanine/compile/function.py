@@ -281,7 +281,7 @@ class Function:
         """Generated code for ``target`` ('llvm', 'c', 'cuda'; 'asm' for the host assembly),
         whatever this function's own mode. ``optimized=True`` gives LLVM IR after its passes."""
         from theanine.codegen import jit
-        from theanine.compile.native import NativeProgram, plan_kernels, render
+        from theanine.compile.native import NativeProgram
         llvm_target = target in ("llvm", "asm")
         if self._native is not None and self._native.target == ("llvm" if llvm_target else target):
             text = self._native.source
@@ -289,8 +289,9 @@ class Function:
             interface = {"n_args": len(self._ins), "n_outputs": self._n_out, "single": self._single}
             text = NativeProgram(self.graph, "llvm" if llvm_target else target, compile=False,
                                  interface=interface).source
-        else:
-            text = render(plan_kernels(self.graph)[0], target)[0]
+        else:   # the CUDA modules, as mode 'cuda' builds them
+            from theanine.compile.cuda_program import CudaProgram
+            text = CudaProgram(self.graph, compile=False).source
         if target == "asm":
             return jit.assembly(text)
         return jit.optimized_ir(text) if optimized and target == "llvm" else text
