@@ -248,3 +248,20 @@ def test_a_cnn_training_step_is_all_device_kernels_that_compile():
     prog = CudaProgram(train.graph, compile=False)
     assert {type(n.op).__name__ for n in prog.fallbacks} <= {"Shape", "MakeVector", "ARange", "SpecifyShape"}
     assert nvcc.compile_check(prog.source, arch="sm_80", output="cubin")[:4] == b"\x7fELF"
+
+
+# --- conditions read on the host, values left where they are -----------------------------------
+
+def test_ifelse_reads_a_device_condition_and_runs_only_its_branch(device, rng):
+    from theanine.ifelse import ifelse
+    c, x, i = T.dscalar("c"), T.dmatrix("x"), T.lscalar("i")
+    out = ifelse(T.exp(c) > 1.0, T.tanh(x) * 2, x[i] - 1.0 + x)   # the condition is computed on the device
+    outs = [out, theanine.grad(T.sum(out ** 2), x)]
+    xv = rng.standard_normal((3, 4))
+    for cv in (-1.0, 1.0):
+        f = _compare([c, x, i], outs, cv, xv, 2)
+    assert f._native._where[[n for n in f.graph.toposort() if type(n.op).__name__ == "IfElse"][0]] == "condition"
+    lazy = theanine.function([c, x, i], out, mode="cuda")
+    np.testing.assert_allclose(lazy(1.0, xv, 99), np.tanh(xv) * 2)   # x[99] is never evaluated
+    with pytest.raises(IndexError, match="index 99 is out of bounds"):
+        lazy(-1.0, xv, 99)

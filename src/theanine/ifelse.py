@@ -8,6 +8,8 @@ nodes that only the other branch needs do not run.
 
 from __future__ import annotations
 
+import numpy as np
+
 from theanine.graph.basic import Apply, Constant, Op, Variable
 from theanine.rewriting.engine import register_rewrite
 from theanine.tensor.type import TensorType
@@ -44,8 +46,9 @@ class IfElse(Op):
         return Apply(self, [condition, *then_vals, *else_vals], outputs)
 
     def choose(self, node, condition):
-        """The positions of the inputs needed when the condition has the value ``condition``."""
-        return self._then if condition else self._else
+        """The positions of the inputs needed when the condition has the value ``condition``
+        (anything NumPy reads as a scalar: a device array's value is read from the device)."""
+        return self._then if bool(np.asarray(condition)) else self._else
 
     def perform(self, node, inputs, output_storage):
         for k, p in enumerate(self.choose(node, inputs[0])):

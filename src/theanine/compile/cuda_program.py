@@ -29,7 +29,7 @@ Where each node runs:
   CudaProgram reading rows in place and leaving its results on the device; the loop,
   one step call per step, runs in Python;
 - wherever their input is, through ``perform``: ``Shape``, ``SpecifyShape``, ``Assert``
-  (its conditions are read on the host) and the gradient-only identities (they read only
+  and ``IfElse`` (their conditions are read on the host) and the gradient-only identities (they read only
   the shape, or pass the value on; listed in
   ``fallbacks``, but they copy nothing); and NumPy's views for ``DimShuffle`` and
   ``Reshape`` of host values whose clients all run on the host;
@@ -687,19 +687,6 @@ class JoinRun:
         return [out]
 
 
-class AssertRun:
-    """Assert: the conditions (host scalars) checked, x passed on wherever it is."""
-
-    def __init__(self, node):
-        self.node = node
-
-    def __call__(self, args):
-        x, *conditions = args
-        if not all(bool(np.asarray(c)) for c in conditions):
-            raise ValueError(self.node.op.message)
-        return [x]
-
-
 class DeviceMemory(Memory):
     """A scan loop's arrays on the device (scan_module/loop.py): rows are views, and
     values are stored by the module's copy kernels."""
@@ -943,8 +930,8 @@ class CudaProgram:
             placed = self._place_indexing(node, name, requests)
             if placed:
                 return placed
-        if name == "Assert":
-            return "assert"
+        if name in ("Assert", "IfElse"):   # conditions on the host, values passed on as they are
+            return "condition"
         if name == "Scan" and _scan_on_device(node):
             for out in node.outputs:
                 if out.type.ndim:
@@ -1122,9 +1109,10 @@ class CudaProgram:
             elif where == "scan":
                 run = ScanRun(node, DeviceMemory(copy))
                 placement = ["host"] + ["device"] * (n_in - 1)
-            elif where == "assert":
-                run = AssertRun(node)
-                placement = ["any"] + ["host"] * (n_in - 1)
+            elif where == "condition":
+                run = HostRun(node)
+                placement = ["any"] + ["host"] * (n_in - 1) if _op_name(node) == "Assert" else \
+                    ["host"] + ["any"] * (n_in - 1)
             elif where == "anywhere":
                 run = HostRun(node)
                 placement = ["any"] * n_in
