@@ -615,9 +615,93 @@ def render_indexed(kernel: IndexedKernel, inner_broadcast=None) -> str:
     ])
 
 
+@dataclass(frozen=True)
+class LineKernel:
+    """One thread per line: the last of ``ndim`` dimensions walked in order. ``kind``
+    'cumsum' and 'cumprod' write the running sum (product) of the ``in_dtype`` values,
+    converted to and accumulated in ``out_dtype`` (NumPy's order, so floats round as
+    NumPy's do); 'argmax' and 'argmin' write, once per line, the int64 position of the
+    first maximum (minimum), or of the first NaN. Buffers: data[0] the input, data[1]
+    the output (for the arg kinds, with stride 0 along the line). The elementwise
+    calling convention; the launcher's count is the number of lines, and the kernel
+    never reads past them (a launch over all elements covers them too)."""
+
+    name: str
+    ndim: int
+    in_dtype: str
+    out_dtype: str
+    kind: str
+
+
+_LINE_STEP = {"cumsum": "add", "cumprod": "mul"}
+
+
+def render_line(kernel: LineKernel, inner_broadcast=None) -> str:
+    """The params struct, ``__global__`` kernel and host launcher of a LineKernel."""
+    name, nd, src, dst, kind = kernel.name, max(kernel.ndim, 1), kernel.in_dtype, kernel.out_dtype, kernel.kind
+    if kind not in ("cumsum", "cumprod", "argmax", "argmin"):
+        raise ValueError(f"cuda: unknown line kernel kind {kind!r}")
+    _check_params(name, nd, 2, 1)
+    last = nd - 1
+    b = _Body("    ")
+    b.raw("const int64_t n = p.shape[%d];" % last)
+    _offsets(b, list(range(last)), [0, 1], "idx", ["off0", "off1"], itype="I")
+    inner = _Body("      ")
+    at = f"off0 + k * p.strides[0][{last}]"
+    if kind in _LINE_STEP:
+        step = ScalarProgram((dst, src), (), (Instr("cast", (1,), dst, src), Instr(_LINE_STEP[kind], (0, 2), dst, dst)),
+                             (3,))
+        identity = _literal(0 if kind == "cumsum" else 1, dst)
+        b.raw(f"{CUDA_TYPES[dst]} acc = {identity};")
+        value = inner.let(src, _load(0, at, src), "x")
+        (total, _), = _program(inner, step, [("acc", dst), (value, src)])
+        inner.raw(f"acc = {total};")
+        _store(inner, 1, f"off1 + k * p.strides[1][{last}]", "acc", dst)
+        start = "0"
+    else:
+        b.raw(f"{CUDA_TYPES[src]} best = {_load(0, 'off0', src)};")
+        b.raw("int64_t at = 0;")
+        value = inner.let(src, _load(0, at, src), "x")
+        better = f"{value} {'>' if kind == 'argmax' else '<'} best"
+        if src in FLOATS:   # the first NaN wins, and nothing after it
+            better = f"best == best && ({value} != {value} || {better})"
+        inner.raw(f"if ({better}) {{ best = {value}; at = k; }}")
+        start = "1"
+    body = [*b.lines, f"    for (int64_t k = {start}; k < n; ++k) {{", *inner.lines, "    }"]
+    if kind not in _LINE_STEP:
+        body.append("    *(int64_t *)(p.data[1] + off1) = at;")
+    return "\n".join([
+        f"/* {name}: {kind} along the last of {kernel.ndim} dimension(s), {src} to {dst} */",
+        _params_struct(name, nd, 2, ["int64_t total;"]),
+        "",
+        "template <typename I>",
+        f"__global__ void __launch_bounds__({THREADS}) {name}_kernel(const {name}_params p) {{",
+        "  int64_t lines = 1;",
+        f"  for (int d = 0; d < {last}; ++d) lines *= p.shape[d];",
+        "  if (p.shape[%d] <= 0) return;" % last,
+        "  for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < lines;",
+        "       idx += (int64_t)gridDim.x * blockDim.x) {",
+        *body,
+        "  }",
+        "}",
+        "",
+        *_launcher_head(name, nd, 2),
+        "  int64_t lines = 1;",
+        f"  for (int d = 0; d < {last}; ++d) lines *= shape[d];",
+        "  p.total = lines;",
+        f"  if (lines <= 0 || shape[{last}] <= 0) return 0;",
+        *_launch_narrow_or_wide(f"{name}_kernel", f"th_blocks(lines, {THREADS})", THREADS, "lines"),
+        "  return (int)cudaGetLastError();",
+        "}",
+        "#endif",
+    ])
+
+
 def _render_copy_kernel(kernel, inner_broadcast=None) -> str:
     if isinstance(kernel, IndexedKernel):
         return render_indexed(kernel)
+    if isinstance(kernel, LineKernel):
+        return render_line(kernel)
     return render_elementwise(kernel, inner_broadcast)
 
 
@@ -859,7 +943,7 @@ UNIT_SEPARATOR = "/* ---- theanine: a unit of its own follows ---- */"
 
 def render_module(kernels, name="theanine_module", gemms=()) -> str:
     """One CUDA C++ translation unit defining every kernel of ``kernels``
-    ((kernel, inner_broadcast) pairs; elementwise, reduction or indexed kernels), each with its params struct, ``__global__`` kernels
+    ((kernel, inner_broadcast) pairs; elementwise, reduction, indexed or line kernels), each with its params struct, ``__global__`` kernels
     and host launcher ``NAME``, and a matrix product (``render_gemm``) for each
     ``(name, dtype)`` of ``gemms``. ``UNIT_SEPARATOR`` lines split it into the prelude
     and one part per kernel."""

@@ -2,9 +2,9 @@
 # The GPU checks of mode="cuda", in one run (a few minutes):
 #   1. install theanine without the network and check the theanine.codegen mapping,
 #   2. show the GPU (nvidia-smi) and the toolchain,
-#   3. run tests/test_cuda_mode.py, test_cuda_source.py, test_cuda_indexing.py and
-#      test_cuda_scan.py on the GPU (their tests of the CPU emulation and the slow
-#      compile-only check are left to runs without a GPU),
+#   3. run tests/test_cuda_mode.py, test_cuda_source.py, test_cuda_indexing.py,
+#      test_cuda_scan.py and test_cuda_lines.py on the GPU (their tests of the CPU
+#      emulation and the slow compile-only check are left to runs without a GPU),
 #   4. benchmark the B3 MLP training step with mode="cuda" (and PyTorch on the GPU).
 # Run from anywhere inside the repository, as a user who may pip install. Output goes to
 # stdout and, when $OUT is set, to $OUT/gpu_checks.log. Each step reports "ok" or
@@ -90,7 +90,7 @@ main() {
     step "CUDA tests" timeout 240 "$PYTHON" -m pytest -o addopts= -x -v -rs -p no:cacheprovider \
         --durations=8 -k "not emulated and not every_opcode_and_reduction_compiles" \
         tests/test_cuda_mode.py tests/test_cuda_source.py tests/test_cuda_indexing.py \
-        tests/test_cuda_scan.py
+        tests/test_cuda_scan.py tests/test_cuda_lines.py
     step "MLP benchmark" timeout 60 "$PYTHON" tests/gpu/bench_mlp.py
     echo
     if [ "${#FAILED[@]}" -eq 0 ]; then

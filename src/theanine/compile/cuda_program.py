@@ -27,7 +27,8 @@ Where each node runs:
   (shape arithmetic) stay there. ``Scan`` (its step compiled for mode 'cuda'): the
   loop of scan_module/loop.py over device buffers (``DeviceMemory``), the step's own
   CudaProgram reading rows in place and leaving its results on the device; the loop,
-  one step call per step, runs in Python;
+  one step call per step, runs in Python. ``CumOp`` and ``ArgReduce``: a line kernel,
+  one thread per line along the axis (moved last by a view);
 - wherever their input is, through ``perform``: ``Shape``, ``SpecifyShape``, ``Assert``
   and ``IfElse`` (their conditions are read on the host) and the gradient-only identities (they read only
   the shape, or pass the value on; listed in
@@ -687,6 +688,63 @@ class JoinRun:
         return [out]
 
 
+def _line_rank(node):
+    """The rank of the line kernel of a CumOp or ArgReduce ``node`` (1 when it flattens)."""
+    return 1 if node.op.axis is None else max(node.inputs[0].ndim, 1)
+
+
+class LineLauncher(ElementwiseLauncher):
+    """Launches a line kernel: the leading dimensions coalesced where both buffers allow,
+    the last (the lines) kept as it is."""
+
+    def launch(self, inputs, outputs, shape):
+        arrays = [*inputs, *outputs]
+        key = (shape, tuple([(a.shape, a.strides) for a in arrays]))
+        plan = self.plans.get(key)
+        if plan is None:
+            rows = [list(a.strides) for a in arrays]
+            dims, lead = coalesce(list(shape[:-1]), [r[:-1] for r in rows]) if self.nd > 1 \
+                else ([], [[] for _ in rows])
+            pad = self.nd - 1 - len(dims)
+            strides = [[0] * pad + r + [row[-1]] for r, row in zip(lead, rows)]
+            plan = _remember(self.plans, key, LaunchPlan([1] * pad + dims + [shape[-1]], strides))
+        self.call(plan, arrays)
+
+
+class LineRun:
+    """CumOp and ArgReduce on the device: the axis moved last (a view; a flattening copy
+    when the axis is None and the input is not contiguous), one thread per line."""
+
+    def __init__(self, node, launcher, copy):
+        self.node, self.launcher, self.copy = node, launcher, copy
+        self.out_dtype = node.outputs[0].type.numpy_dtype
+
+    def __call__(self, args):
+        (x,) = args
+        op = self.node.op
+        axis = op.axis
+        if axis is None:
+            if not x.is_c_contiguous():
+                x = self.copy(x)
+            x = x.view((x.size,), (x.itemsize,))
+            axis = 0
+        cumulative = _op_name(self.node) == "CumOp"
+        if not cumulative and x.shape[axis] == 0:
+            raise ValueError(f"{op}: attempt to get {op.kind} of an empty sequence (shape {args[0].shape})")
+        out_shape = x.shape if cumulative else x.shape[:axis] + x.shape[axis + 1:]
+        out = empty(out_shape, self.out_dtype)
+        if not x.size:
+            return [out]
+        order = [d for d in range(x.ndim) if d != axis] + [axis]
+        lines = x.view(tuple(x.shape[d] for d in order), tuple(x.strides[d] for d in order))
+        if cumulative:
+            target = out.view(lines.shape, tuple(out.strides[d] for d in order))
+        else:
+            target = out.view(lines.shape, out.strides + (0,))
+        self.launcher.launch([lines], [target], lines.shape)
+        return [out]
+
+
 class DeviceMemory(Memory):
     """A scan loop's arrays on the device (scan_module/loop.py): rows are views, and
     values are stored by the module's copy kernels."""
@@ -775,7 +833,7 @@ _ANYWHERE = ("Shape", "SpecifyShape", "ScalarGradOp")
 _MOVABLE = ("Alloc", "DimShuffle", "Reshape", "Subtensor", "SpecifyShape", "Assert", "ScalarGradOp")
 #: placements whose thunks want their (first) input on the device
 _ON_DEVICE = ("kernel", "dot", "alloc", "device view", "sumto", "gather", "incsubtensor", "join",
-              "scan")
+              "scan", "line")
 #: SumTo gets a sum kernel for each set of axes, while there are at most this many candidates
 _SUMTO_MAX_AXES = 3
 
@@ -792,12 +850,12 @@ def _dot_on_device(node):
 class _Requests:
     """The helper kernels a module needs besides the planned ones: copies (dtype, rank),
     conversions and additions into views (destination dtype, value dtype, rank), indexed
-    copies (dtype, rank, mode), sums for SumTo (dtype, rank, axes) and matrix products
+    copies (dtype, rank, mode), line kernels (dtype, output dtype, rank, kind), sums for SumTo (dtype, rank, axes) and matrix products
     (dtype)."""
 
     def __init__(self):
         self.copies, self.sums, self.gemms = set(), set(), set()
-        self.assigns, self.adds, self.indexed = set(), set(), set()
+        self.assigns, self.adds, self.indexed, self.lines = set(), set(), set(), set()
 
     def assign(self, dst, src, rank):
         """Request the kernel writing a ``src`` value into a ``dst`` view (a copy when the
@@ -817,6 +875,8 @@ class _Requests:
                 for d, v, r in sorted(self.adds)]
         out += [(("indexed", d, r, m), cuda_render.IndexedKernel("", r, d, m))
                 for d, r, m in sorted(self.indexed)]
+        out += [(("line", d, o, r, k), cuda_render.LineKernel("", r, d, o, k))
+                for d, o, r, k in sorted(self.lines)]
         out += [(("sum", d, r, axes), ReduceKernel("", r, axes, "sum", lower.identity_program(d), d))
                 for d, r, axes in sorted(self.sums)]
         out += [(("gemm", d), ("gemm", d)) for d in sorted(self.gemms)]
@@ -930,6 +990,15 @@ class CudaProgram:
             placed = self._place_indexing(node, name, requests)
             if placed:
                 return placed
+        if name in ("CumOp", "ArgReduce"):
+            x, out = node.inputs[0], node.outputs[0]
+            if x.dtype in cuda_render.CUDA_TYPES and out.dtype in cuda_render.CUDA_TYPES \
+                    and not self._made_on_host(x):
+                kind = ("cumsum" if node.op.mode == "add" else "cumprod") if name == "CumOp" else node.op.kind
+                requests.lines.add((x.dtype, out.dtype, _line_rank(node), kind))
+                if node.op.axis is None and x.ndim > 1:   # flattened: a contiguous copy first
+                    requests.copies.add((x.dtype, x.ndim))
+                return "line"
         if name in ("Assert", "IfElse"):   # conditions on the host, values passed on as they are
             return "condition"
         if name == "Scan" and _scan_on_device(node):
@@ -1109,6 +1178,13 @@ class CudaProgram:
             elif where == "scan":
                 run = ScanRun(node, DeviceMemory(copy))
                 placement = ["host"] + ["device"] * (n_in - 1)
+            elif where == "line":
+                x, out = node.inputs[0], node.outputs[0]
+                kind = ("cumsum" if node.op.mode == "add" else "cumprod") if _op_name(node) == "CumOp" \
+                    else node.op.kind
+                key = ("line", x.dtype, out.dtype, _line_rank(node), kind)
+                run = LineRun(node, LineLauncher(_launcher(lib, helpers[key]), key[3], node.op), copy)
+                placement = ["device"]
             elif where == "condition":
                 run = HostRun(node)
                 placement = ["any"] + ["host"] * (n_in - 1) if _op_name(node) == "Assert" else \
