@@ -65,6 +65,7 @@ import struct
 from dataclasses import dataclass
 
 from theanine.codegen.c import comment_text
+from theanine.codegen.sorting import c_helper
 from theanine.codegen.ir import ElementwiseKernel, Instr, ReduceKernel, ScalarProgram, render_each
 
 CUDA_TYPES = {
@@ -621,8 +622,11 @@ class LineKernel:
     'cumsum' and 'cumprod' write the running sum (product) of the ``in_dtype`` values,
     converted to and accumulated in ``out_dtype`` (NumPy's order, so floats round as
     NumPy's do); 'argmax' and 'argmin' write, once per line, the int64 position of the
-    first maximum (minimum), or of the first NaN. Buffers: data[0] the input, data[1]
-    the output (for the arg kinds, with stride 0 along the line). The elementwise
+    first maximum (minimum), or of the first NaN; 'argsort' the int64 positions sorting
+    the line (stable, NaN last, as numpy.argsort(kind="stable")). Buffers: data[0] the
+    input, data[1] the output (for argmax and argmin with stride 0 along the line, for
+    argsort contiguous along it) and, for argsort, data[2]: ``sorting.SCRATCH_WORDS``
+    words of scratch per element, contiguous along the line. The elementwise
     calling convention; the launcher's count is the number of lines, and the kernel
     never reads past them (a launch over all elements covers them too)."""
 
@@ -639,13 +643,17 @@ _LINE_STEP = {"cumsum": "add", "cumprod": "mul"}
 def render_line(kernel: LineKernel, inner_broadcast=None) -> str:
     """The params struct, ``__global__`` kernel and host launcher of a LineKernel."""
     name, nd, src, dst, kind = kernel.name, max(kernel.ndim, 1), kernel.in_dtype, kernel.out_dtype, kernel.kind
-    if kind not in ("cumsum", "cumprod", "argmax", "argmin"):
+    if kind not in ("cumsum", "cumprod", "argmax", "argmin", "argsort"):
         raise ValueError(f"cuda: unknown line kernel kind {kind!r}")
-    _check_params(name, nd, 2, 1)
+    nbuf = 3 if kind == "argsort" else 2
+    _check_params(name, nd, nbuf, 1)
     last = nd - 1
     b = _Body("    ")
     b.raw("const int64_t n = p.shape[%d];" % last)
-    _offsets(b, list(range(last)), [0, 1], "idx", ["off0", "off1"], itype="I")
+    offs = ["off0", "off1", "off2"][:nbuf]
+    _offsets(b, list(range(last)), list(range(nbuf)), "idx", offs, itype="I")
+    if kind == "argsort":
+        return _render_line_sort(kernel, nd, b)
     inner = _Body("      ")
     at = f"off0 + k * p.strides[0][{last}]"
     if kind in _LINE_STEP:
@@ -685,7 +693,43 @@ def render_line(kernel: LineKernel, inner_broadcast=None) -> str:
         "  }",
         "}",
         "",
-        *_launcher_head(name, nd, 2),
+        *_line_launcher(name, nd, 2),
+    ])
+
+
+def _render_line_sort(kernel, nd, b) -> str:
+    """The 'argsort' LineKernel: each thread sorts its line with the back ends' own merge
+    sort (codegen/sorting.py, the C helper as a device function) into a contiguous int64
+    line of data[1], in its ``SCRATCH_WORDS * n`` words of data[2]."""
+    name, last = kernel.name, nd - 1
+    helper = c_helper(f"{name}_sort", kernel.in_dtype).replace("static void", "static __device__ void", 1)
+    b.raw(f"{name}_sort(p.data[0] + off0, n, p.strides[0][{last}], (int64_t *)(p.data[1] + off1), "
+          "(uint64_t *)(p.data[2] + off2));")
+    return "\n".join([
+        f"/* {name}: stable argsort along the last of {kernel.ndim} dimension(s), {kernel.in_dtype} */",
+        helper.strip(),
+        "",
+        _params_struct(name, nd, 3, ["int64_t total;"]),
+        "",
+        "template <typename I>",
+        f"__global__ void __launch_bounds__({THREADS}) {name}_kernel(const {name}_params p) {{",
+        "  int64_t lines = 1;",
+        f"  for (int d = 0; d < {last}; ++d) lines *= p.shape[d];",
+        "  for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < lines;",
+        "       idx += (int64_t)gridDim.x * blockDim.x) {",
+        *b.lines,
+        "  }",
+        "}",
+        "",
+        *_line_launcher(name, nd, 3),
+    ])
+
+
+def _line_launcher(name, nd, nbuf) -> list:
+    """The host launcher of a line kernel: one thread per line, nothing for empty lines."""
+    last = nd - 1
+    return [
+        *_launcher_head(name, nd, nbuf),
         "  int64_t lines = 1;",
         f"  for (int d = 0; d < {last}; ++d) lines *= shape[d];",
         "  p.total = lines;",
@@ -694,7 +738,7 @@ def render_line(kernel: LineKernel, inner_broadcast=None) -> str:
         "  return (int)cudaGetLastError();",
         "}",
         "#endif",
-    ])
+    ]
 
 
 def _render_copy_kernel(kernel, inner_broadcast=None) -> str:

@@ -1,5 +1,6 @@
 """Line kernels in mode 'cuda' (codegen/cuda.py ``LineKernel``): cumulative sums and
-products, argmax and argmin, one thread per line, on the emulated and the real device of
+products, argmax and argmin, stable argsorts, one thread per line, on the emulated and the
+real device of
 tests/test_cuda_mode.py, against mode 'py'."""
 
 import numpy as np
@@ -85,9 +86,38 @@ def test_line_kernels_compile_for_every_dtype():
     for src in cuda.CUDA_TYPES:
         acc = "float64" if src == "float64" else "float32" if src == "float32" else \
             "uint64" if src.startswith("u") else "int64"
-        for kind, dst in (("cumsum", acc), ("cumprod", acc), ("argmax", "int64"), ("argmin", "int64")):
+        for kind, dst in (("cumsum", acc), ("cumprod", acc), ("argmax", "int64"), ("argmin", "int64"),
+                          ("argsort", "int64")):
             kernels.append((cuda.LineKernel(f"line_{kind}_{src}", 3, src, dst, kind), None))
     ptx = nvcc.compile_check(cuda.render_module(kernels), arch="sm_80", output="ptx").decode()
     assert all(f"{k.name}_kernel" in ptx for k, _ in kernels)
     with pytest.raises(ValueError, match="unknown line kernel kind"):
         cuda.render_line(cuda.LineKernel("bad", 1, "float32", "float32", "cummax"))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "int16", "uint32", "bool"])
+def test_sorts_are_stable_with_nan_last(device, rng, dtype):
+    x = T.tensor3("x", dtype=dtype)
+    outs = [T.argsort(x), T.sort(x, axis=0), T.argsort(x, axis=None), T.sort(x, axis=1)]
+    f = theanine.function([x], outs, mode="cuda")
+    ref = theanine.function([x], outs, mode="py")
+    _on_device(f, ("ArgSort",))
+    if dtype.startswith("float"):
+        data = rng.integers(-3, 3, (3, 4, 7)).astype(dtype)      # many ties
+        data[0, 1, ::3] = np.nan
+        data[1, 2, :3] = [-0.0, 0.0, -0.0]
+    else:
+        data = rng.integers(0, 2 if dtype == "bool" else 9, (3, 4, 7)).astype(dtype)
+    for value in (data, data.transpose(1, 2, 0)[:, ::-2], data[:, :0], data[:1, :1, :1]):
+        _same(f, ref, value)
+
+
+def test_permutations_and_draws_without_replacement_on_the_device(device):
+    srng, ref_srng = RandomStreams(5), RandomStreams(5)
+    outs = [srng.permutation(9), srng.choice(size=(4,), a=10, replace=False)]
+    ref_outs = [ref_srng.permutation(9), ref_srng.choice(size=(4,), a=10, replace=False)]
+    f = theanine.function([], outs, mode="cuda")
+    ref = theanine.function([], ref_outs, mode="py")
+    _on_device(f, ("ArgSort", "CumOp"))
+    for _ in range(2):
+        _same(f, ref)

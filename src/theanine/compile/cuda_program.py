@@ -27,8 +27,8 @@ Where each node runs:
   (shape arithmetic) stay there. ``Scan`` (its step compiled for mode 'cuda'): the
   loop of scan_module/loop.py over device buffers (``DeviceMemory``), the step's own
   CudaProgram reading rows in place and leaving its results on the device; the loop,
-  one step call per step, runs in Python. ``CumOp`` and ``ArgReduce``: a line kernel,
-  one thread per line along the axis (moved last by a view);
+  one step call per step, runs in Python. ``CumOp``, ``ArgReduce`` and ``ArgSort``: a
+  line kernel, one thread per line along the axis (moved last by a view);
 - wherever their input is, through ``perform``: ``Shape``, ``SpecifyShape``, ``Assert``
   and ``IfElse`` (their conditions are read on the host) and the gradient-only identities (they read only
   the shape, or pass the value on; listed in
@@ -67,6 +67,7 @@ from theanine.codegen import cuda as cuda_render
 from theanine.codegen import cudart, lower, nvcc
 from theanine.codegen.c import comment_text
 from theanine.codegen.ir import ElementwiseKernel, Instr, ReduceKernel, ScalarProgram
+from theanine.codegen.sorting import SCRATCH_WORDS
 from theanine.compile.cuda_indexing import Placement, last_writes, layout_rank, place
 from theanine.compile.native import plan_kernels
 from theanine.scan_module.loop import Memory, run_loop
@@ -688,9 +689,14 @@ class JoinRun:
         return [out]
 
 
-def _line_rank(node):
-    """The rank of the line kernel of a CumOp or ArgReduce ``node`` (1 when it flattens)."""
-    return 1 if node.op.axis is None else max(node.inputs[0].ndim, 1)
+def _line_key(node):
+    """The helper key ('line', dtype, output dtype, rank, kind) of the line kernel of a
+    CumOp, ArgReduce or ArgSort ``node`` (rank 1 when it flattens)."""
+    name, x = _op_name(node), node.inputs[0]
+    kind = "argsort" if name == "ArgSort" else node.op.kind if name == "ArgReduce" else \
+        "cumsum" if node.op.mode == "add" else "cumprod"
+    rank = 1 if getattr(node.op, "axis", -1) is None else max(x.ndim, 1)
+    return "line", x.dtype, node.outputs[0].dtype, rank, kind
 
 
 class LineLauncher(ElementwiseLauncher):
@@ -712,8 +718,9 @@ class LineLauncher(ElementwiseLauncher):
 
 
 class LineRun:
-    """CumOp and ArgReduce on the device: the axis moved last (a view; a flattening copy
-    when the axis is None and the input is not contiguous), one thread per line."""
+    """CumOp, ArgReduce and ArgSort on the device: the axis moved last (a view; a
+    flattening copy when the axis is None and the input is not contiguous), one thread
+    per line (ArgSort: along the last axis, with scratch memory for each line)."""
 
     def __init__(self, node, launcher, copy):
         self.node, self.launcher, self.copy = node, launcher, copy
@@ -722,6 +729,8 @@ class LineRun:
     def __call__(self, args):
         (x,) = args
         op = self.node.op
+        if _op_name(self.node) == "ArgSort":
+            return [self._argsort(x)]
         axis = op.axis
         if axis is None:
             if not x.is_c_contiguous():
@@ -743,6 +752,15 @@ class LineRun:
             target = out.view(lines.shape, out.strides + (0,))
         self.launcher.launch([lines], [target], lines.shape)
         return [out]
+
+    def _argsort(self, x):
+        out = empty(x.shape, self.out_dtype)
+        if x.size:
+            n = x.shape[-1]
+            scratch = empty(x.shape[:-1] + (SCRATCH_WORDS * n,), np.uint64)
+            lines = scratch.view(x.shape, scratch.strides[:-1] + (0,))
+            self.launcher.launch([x], [out, lines], x.shape)
+        return out
 
 
 class DeviceMemory(Memory):
@@ -990,13 +1008,12 @@ class CudaProgram:
             placed = self._place_indexing(node, name, requests)
             if placed:
                 return placed
-        if name in ("CumOp", "ArgReduce"):
+        if name in ("CumOp", "ArgReduce", "ArgSort"):
             x, out = node.inputs[0], node.outputs[0]
             if x.dtype in cuda_render.CUDA_TYPES and out.dtype in cuda_render.CUDA_TYPES \
                     and not self._made_on_host(x):
-                kind = ("cumsum" if node.op.mode == "add" else "cumprod") if name == "CumOp" else node.op.kind
-                requests.lines.add((x.dtype, out.dtype, _line_rank(node), kind))
-                if node.op.axis is None and x.ndim > 1:   # flattened: a contiguous copy first
+                requests.lines.add(_line_key(node)[1:])
+                if getattr(node.op, "axis", -1) is None and x.ndim > 1:   # flattened: a contiguous copy first
                     requests.copies.add((x.dtype, x.ndim))
                 return "line"
         if name in ("Assert", "IfElse"):   # conditions on the host, values passed on as they are
@@ -1179,10 +1196,7 @@ class CudaProgram:
                 run = ScanRun(node, DeviceMemory(copy))
                 placement = ["host"] + ["device"] * (n_in - 1)
             elif where == "line":
-                x, out = node.inputs[0], node.outputs[0]
-                kind = ("cumsum" if node.op.mode == "add" else "cumprod") if _op_name(node) == "CumOp" \
-                    else node.op.kind
-                key = ("line", x.dtype, out.dtype, _line_rank(node), kind)
+                key = _line_key(node)
                 run = LineRun(node, LineLauncher(_launcher(lib, helpers[key]), key[3], node.op), copy)
                 placement = ["device"]
             elif where == "condition":
