@@ -1,7 +1,6 @@
 """Line kernels in mode 'cuda' (codegen/cuda.py ``LineKernel``): cumulative sums and
-products, argmax and argmin, stable argsorts, one thread per line, on the emulated and the
-real device of
-tests/test_cuda_mode.py, against mode 'py'."""
+products, argmax and argmin, stable argsorts, one thread per line, on the emulated and
+the real device of tests/test_cuda_mode.py, against mode 'py'."""
 
 import numpy as np
 import pytest
