@@ -282,6 +282,8 @@ class Function:
         whatever this function's own mode. ``optimized=True`` gives LLVM IR after its passes."""
         from theanine.codegen import jit
         from theanine.compile.native import NativeProgram
+        if target not in ("llvm", "asm", "c", "cuda"):
+            raise ValueError(f"source: unknown target {target!r}; expected 'llvm', 'c', 'cuda' or 'asm'")
         llvm_target = target in ("llvm", "asm")
         if self._native is not None and self._native.target == ("llvm" if llvm_target else target):
             text = self._native.source
