@@ -108,14 +108,16 @@ _THEANINE_MODES = None
 
 
 def theanine_modes():
-    """``["py"]`` plus each native mode (``"llvm"``, ``"c"``) that ``theanine.function`` accepts."""
+    """``["py"]`` plus each native mode (``"llvm"``, ``"c"``, and ``"cuda"`` where a GPU is
+    usable) that ``theanine.function`` accepts."""
     global _THEANINE_MODES
     if _THEANINE_MODES is None:
         import theanine
+        import theanine.cuda
         import theanine.tensor as T
         x = T.dvector("x")
         modes = []
-        for m in ("py", "llvm", "c"):
+        for m in ("py", "llvm", "c") + (("cuda",) if theanine.cuda.is_available() else ()):
             try:
                 theanine.function([x], x + 1, mode=m)
             except ValueError:

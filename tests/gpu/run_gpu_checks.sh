@@ -5,7 +5,9 @@
 #   3. run tests/test_cuda_mode.py, test_cuda_source.py, test_cuda_indexing.py,
 #      test_cuda_scan.py and test_cuda_lines.py on the GPU (their tests of the CPU
 #      emulation and the slow compile-only check are left to runs without a GPU),
-#   4. benchmark the B3 MLP training step with mode="cuda" (and PyTorch on the GPU).
+#   4. benchmark the B3 MLP training step with mode="cuda" (and PyTorch on the GPU),
+#   5. run the training-step benchmarks B3, B8, B9 and B10 (--quick), which add a
+#      mode="cuda" row beside llvm and c when a GPU is usable.
 # Run from anywhere inside the repository, as a user who may pip install. Output goes to
 # stdout and, when $OUT is set, to $OUT/gpu_checks.log. Each step reports "ok" or
 # "FAILED (exit N)"; a failed install stops everything, other failures are summed up at
@@ -92,6 +94,9 @@ main() {
         tests/test_cuda_mode.py tests/test_cuda_source.py tests/test_cuda_indexing.py \
         tests/test_cuda_scan.py tests/test_cuda_lines.py
     step "MLP benchmark" timeout 60 "$PYTHON" tests/gpu/bench_mlp.py
+    # the training steps (MLP, CNN, RNN, LSTM), checked against NumPy, with a mode="cuda" row
+    step "training-step benchmarks" timeout 300 "$PYTHON" -m tests.benchmarks.run_all --quick \
+        --only b3,b8,b9,b10
     echo
     if [ "${#FAILED[@]}" -eq 0 ]; then
         echo "=== all GPU checks passed"
