@@ -265,3 +265,22 @@ def test_ifelse_reads_a_device_condition_and_runs_only_its_branch(device, rng):
     np.testing.assert_allclose(lazy(1.0, xv, 99), np.tanh(xv) * 2)   # x[99] is never evaluated
     with pytest.raises(IndexError, match="index 99 is out of bounds"):
         lazy(-1.0, xv, 99)
+
+
+def test_a_small_conv_net_trains_on_the_device(device):
+    rng = np.random.default_rng(3)
+    x, labels = T.ftensor4("x"), T.ivector("labels")
+    w1 = theanine.shared((rng.standard_normal((4, 1, 3, 3)) * 0.5).astype("float32"))
+    b1 = theanine.shared(np.zeros(4, "float32"))
+    w2 = theanine.shared((rng.standard_normal((36, 3)) * 0.1).astype("float32"))
+    h = pool_2d(T.nnet.relu(T.nnet.conv2d(x, w1, filter_shape=(4, 1, 3, 3), border_mode="half")
+                            + b1.dimshuffle("x", 0, "x", "x")), (2, 2), ignore_border=True)
+    cost = T.mean(T.nnet.categorical_crossentropy(T.nnet.softmax(T.dot(h.flatten(2), w2)), labels))
+    params = [w1, b1, w2]
+    train = theanine.function([x, labels], cost, mode="cuda",
+                              updates=[(p, p - 0.5 * g) for p, g in zip(params, theanine.grad(cost, params))])
+    assert not {type(n.op).__name__ for n in train.fallbacks} - {"Shape", "MakeVector", "ARange", "SpecifyShape"}
+    images = rng.standard_normal((12, 1, 6, 6)).astype("float32")
+    targets = (images[:, 0, :3].sum(axis=(1, 2)) > 0).astype("int32") + (images[:, 0, 3:].mean() > 0)
+    losses = [float(train(images, targets)) for _ in range(10)]
+    assert losses[-1] < 0.7 * losses[0] and all(np.isfinite(losses))
