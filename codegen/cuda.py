@@ -43,7 +43,12 @@ For each kernel ``NAME`` of the module the source defines
   ``THEANINE_REDUCE_THREADS`` may be predefined (a power of two) to change the
   reductions' block size.
 
-``render_gemm`` adds a tiled matrix product for when cuBLAS is not there.
+``render_gemm`` adds a tiled matrix product for when cuBLAS is not there. Two more kinds
+of kernel serve mode 'cuda' with the elementwise kernels' struct, kernel template and
+launcher signature: ``IndexedKernel`` (``render_indexed``), a copy through a table of
+byte offsets along one dimension (gathers, and scatters with atomic additions), and
+``LineKernel`` (``render_line``), one thread per line for cumulative sums and products,
+argmax/argmin and the stable argsort of codegen/sorting.py.
 
 Semantics are llvm.py's, opcode by opcode and dtype by dtype (which are NumPy's):
 integer add/sub/mul/neg wrap (computed in an unsigned type, no UB); integer ``//``
