@@ -487,3 +487,19 @@ def test_shared_values_stay_on_the_device(device, rng):
     w2 = 0.5 + xv
     xv[:] = 2.0                                 # changed in place between calls: copied again
     np.testing.assert_allclose(step(xv), np.sum(w2 * 2.0))
+
+
+def test_device_array_arguments_are_used_where_they_are(device, rng):
+    x, y = T.dmatrix("x"), T.dvector("y")
+    f = theanine.function([x, y], T.exp(x) + y, mode="cuda")
+    a, b = rng.standard_normal((3, 4)), rng.standard_normal(4)
+    on_device = cuda.to_device(a)
+    before = dict(device.copies)
+    got = f(on_device, b)
+    copied = {k: device.copies[k] - before.get(k, 0) for k in (cudart.HOST_TO_DEVICE, cudart.DEVICE_TO_HOST)}
+    assert copied == {cudart.HOST_TO_DEVICE: 1, cudart.DEVICE_TO_HOST: 1}   # y in, the result out
+    np.testing.assert_allclose(got, np.exp(a) + b)
+    with pytest.raises(TypeError, match=r"input 0 \(x\): expected a device array of dtype float64, got float32"):
+        f(cuda.to_device(a.astype("float32")), b)
+    with pytest.raises(TypeError, match=r"input 1 \(y\): expected 1 dimensions"):
+        f(on_device, cuda.to_device(a))

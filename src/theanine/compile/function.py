@@ -303,7 +303,10 @@ class Function:
         var = spec.variable
         allow = spec.allow_downcast if spec.allow_downcast is not None else self.allow_input_downcast
         label = f"input {k} ({var.name})" if var.name else f"input {k}"
-        return var.type.filter(value, allow_downcast=allow, name=f"{self.name or 'function'}: {label}")
+        name = f"{self.name or 'function'}: {label}"
+        if self._native is not None and self._native.target == "cuda" and _is_device_array(value):
+            return _device_input(var.type, value, name)
+        return var.type.filter(value, allow_downcast=allow, name=name)
 
     def __call__(self, *args, **kwargs):
         entry = self._entry
@@ -435,3 +438,24 @@ def function(inputs, outputs=None, mode=None, updates=None, givens=None,
         outputs = []
     return Function(inputs, outputs, mode, updates, givens, no_default_updates, name,
                     allow_input_downcast, on_unused_input)
+
+
+def _is_device_array(value) -> bool:
+    from theanine.cuda import DeviceArray
+    return type(value) is DeviceArray
+
+
+def _device_input(ttype, value, name):
+    """A DeviceArray argument of mode 'cuda', used where it is (no copy): it must have the
+    input's dtype, rank and static sizes already."""
+    if value.dtype != ttype.numpy_dtype:
+        raise TypeError(f"{name}: expected a device array of dtype {ttype.dtype}, got {value.dtype} "
+                        "(device arrays are not converted; convert it on the host or in the graph)")
+    if value.ndim != ttype.ndim:
+        raise TypeError(f"{name}: expected {ttype.ndim} dimensions ({ttype}), got a device array with "
+                        f"{value.ndim} (shape {value.shape})")
+    for axis, (want, got) in enumerate(zip(ttype.shape, value.shape)):
+        if want is not None and want != got:
+            raise ValueError(f"{name}: expected dimension {axis} of size {want}, got a device array of "
+                             f"shape {value.shape}")
+    return value
