@@ -783,6 +783,8 @@ class DeviceMemory(Memory):
         target = self.head(array, t.stop) if isinstance(t, slice) else self.row(array, t)
         if not isinstance(value, DeviceArray):
             value = to_device(np.asarray(value, dtype=array.dtype))
+        elif value.dtype != array.dtype:   # the copy kernels do not convert
+            raise TypeError(f"scan: a value of dtype {value.dtype} for a buffer of dtype {array.dtype}")
         if target.size:
             launcher = self.copy.launchers[(array.dtype.name, max(target.ndim, 1))]
             launcher.launch([value], [target], target.shape)
