@@ -90,7 +90,8 @@ main() {
     # the CPU emulation and the compile check of every opcode need no GPU (CI runs them)
     # -o addopts=: one process (the suite's own options ask for pytest-xdist's workers)
     step "CUDA tests" timeout 240 "$PYTHON" -m pytest -o addopts= -x -v -rs -p no:cacheprovider \
-        --durations=8 -k "not emulated and not every_opcode_and_reduction_compiles" \
+        --durations=8 -k "not emulated and not every_opcode_and_reduction_compiles and not kernels_compile \
+        and not kernels_that_compile and not compile_with_nvcc" \
         tests/test_cuda_mode.py tests/test_cuda_source.py tests/test_cuda_indexing.py \
         tests/test_cuda_scan.py tests/test_cuda_lines.py
     step "MLP benchmark" timeout 60 "$PYTHON" tests/gpu/bench_mlp.py
