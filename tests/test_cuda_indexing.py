@@ -284,3 +284,21 @@ def test_a_small_conv_net_trains_on_the_device(device):
     targets = (images[:, 0, :3].sum(axis=(1, 2)) > 0).astype("int32") + (images[:, 0, 3:].mean() > 0)
     losses = [float(train(images, targets)) for _ in range(10)]
     assert losses[-1] < 0.7 * losses[0] and all(np.isfinite(losses))
+
+
+def test_views_are_worked_out_once_per_layout(device, rng, monkeypatch):
+    from theanine.compile import cuda_program
+    calls = []
+    real = cuda_program.place
+    monkeypatch.setattr(cuda_program, "place", lambda *a: calls.append(a[2]) or real(*a))
+    x, i = T.dmatrix("x"), T.lscalar("i")
+    y = T.exp(x)
+    f = theanine.function([x, i], [y[1:, i], T.inc_subtensor(y[:, ::2], 1.0), y[[0, 2]]], mode="cuda")
+    a = rng.standard_normal((4, 5))
+    for _ in range(3):
+        f(a, 2)
+    assert len(calls) == 2 + 3        # the two views once; the gather at every call (its table)
+    f(a, 3)                           # another index value
+    f(a[:3], 3)                       # another layout
+    assert len(calls) == 5 + 2 + 3
+    np.testing.assert_allclose(f(a, -1)[0], np.exp(a)[1:, -1])

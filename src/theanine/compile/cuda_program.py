@@ -563,6 +563,28 @@ def _table(placement) -> DeviceArray:
     return table.view(layout, tuple(8 if d == placement.axis else 0 for d in range(len(layout))))
 
 
+class _Placer:
+    """``place`` for one node's index, remembered per (shape, strides, index values) when
+    the index has no arrays (the common case, a view: worked out once, not at every call)."""
+
+    def __init__(self, op):
+        self.op, self.idx_list = op, op.idx_list
+        self.basic = not op.is_advanced
+        self.known = {}
+
+    def __call__(self, x, values):
+        if self.basic:
+            key = (x.shape, x.strides, tuple([int(v) for v in values]))
+            hit = self.known.get(key)
+            if hit is not None:
+                return hit
+        try:
+            p = place(x.shape, x.strides, self.idx_list, values)
+        except IndexError as e:
+            raise _index_error(self.op, x, e) from None
+        return _remember(self.known, key, p) if self.basic else p
+
+
 def _fits(value_shape, region_shape) -> bool:
     """Whether a value of ``value_shape`` broadcasts to ``region_shape`` (NumPy's rule for
     assignment: the value may have fewer dimensions, or size 1 where the region does not)."""
@@ -579,15 +601,13 @@ class SubtensorRun:
 
     def __init__(self, node, gather):
         self.node, self.gather = node, gather   # ElementwiseLauncher of the gather, or None
+        self.place = _Placer(node.op)
 
     def __call__(self, args):
         x, *values = args
         if not isinstance(x, DeviceArray):
             return _perform(self.node, args)
-        try:
-            p = place(x.shape, x.strides, self.node.op.idx_list, values)
-        except IndexError as e:
-            raise _index_error(self.node.op, x, e) from None
+        p = self.place(x, values)
         if p.table is None:
             return [x.view(p.shape, p.strides, p.offset)]
         out = empty(p.shape, x.dtype)
@@ -610,15 +630,13 @@ class IncSubtensorRun:
         # the region plus the value (add; None for SetSubtensor)
         self.assign, self.add = assign, add
         self.scatter, self.gather = scatter, gather   # indexed kernels (None without arrays)
+        self.place = _Placer(node.op)
 
     def __call__(self, args):
         x, y, *values = args
         op = self.node.op
         out = self.copy(x)
-        try:
-            p = place(out.shape, out.strides, op.idx_list, values)
-        except IndexError as e:
-            raise _index_error(op, x, e) from None
+        p = self.place(out, values)
         if not _fits(y.shape, p.shape):
             raise ValueError(f"{op}: could not broadcast a value of shape {y.shape} into the indexed "
                              f"region of shape {p.shape} (input shape {x.shape})")
