@@ -655,37 +655,19 @@ def render_line(kernel: LineKernel, inner_broadcast=None) -> str:
     last = nd - 1
     b = _Body("    ")
     b.raw("const int64_t n = p.shape[%d];" % last)
-    offs = ["off0", "off1", "off2"][:nbuf]
-    _offsets(b, list(range(last)), list(range(nbuf)), "idx", offs, itype="I")
-    if kind == "argsort":
-        return _render_line_sort(kernel, nd, b)
-    inner = _Body("      ")
-    at = f"off0 + k * p.strides[0][{last}]"
-    if kind in _LINE_STEP:
-        step = ScalarProgram((dst, src), (), (Instr("cast", (1,), dst, src), Instr(_LINE_STEP[kind], (0, 2), dst, dst)),
-                             (3,))
-        identity = _literal(0 if kind == "cumsum" else 1, dst)
-        b.raw(f"{CUDA_TYPES[dst]} acc = {identity};")
-        value = inner.let(src, _load(0, at, src), "x")
-        (total, _), = _program(inner, step, [("acc", dst), (value, src)])
-        inner.raw(f"acc = {total};")
-        _store(inner, 1, f"off1 + k * p.strides[1][{last}]", "acc", dst)
-        start = "0"
+    _offsets(b, list(range(last)), list(range(nbuf)), "idx", ["off0", "off1", "off2"][:nbuf], itype="I")
+    prelude = []
+    if kind == "argsort":   # the back ends' own merge sort (codegen/sorting.py) as a device function
+        prelude = [c_helper(f"{name}_sort", src).replace("static void", "static __device__ void", 1).strip(), ""]
+        b.raw(f"{name}_sort(p.data[0] + off0, n, p.strides[0][{last}], (int64_t *)(p.data[1] + off1), "
+              "(uint64_t *)(p.data[2] + off2));")
+        body = b.lines
     else:
-        b.raw(f"{CUDA_TYPES[src]} best = {_load(0, 'off0', src)};")
-        b.raw("int64_t at = 0;")
-        value = inner.let(src, _load(0, at, src), "x")
-        better = f"{value} {'>' if kind == 'argmax' else '<'} best"
-        if src in FLOATS:   # the first NaN wins, and nothing after it
-            better = f"best == best && ({value} != {value} || {better})"
-        inner.raw(f"if ({better}) {{ best = {value}; at = k; }}")
-        start = "1"
-    body = [*b.lines, f"    for (int64_t k = {start}; k < n; ++k) {{", *inner.lines, "    }"]
-    if kind not in _LINE_STEP:
-        body.append("    *(int64_t *)(p.data[1] + off1) = at;")
+        body = _line_walk(kernel, b, last)
     return "\n".join([
         f"/* {name}: {kind} along the last of {kernel.ndim} dimension(s), {src} to {dst} */",
-        _params_struct(name, nd, 2, ["int64_t total;"]),
+        *prelude,
+        _params_struct(name, nd, nbuf, ["int64_t total;"]),
         "",
         "template <typename I>",
         f"__global__ void __launch_bounds__({THREADS}) {name}_kernel(const {name}_params p) {{",
@@ -698,42 +680,6 @@ def render_line(kernel: LineKernel, inner_broadcast=None) -> str:
         "  }",
         "}",
         "",
-        *_line_launcher(name, nd, 2),
-    ])
-
-
-def _render_line_sort(kernel, nd, b) -> str:
-    """The 'argsort' LineKernel: each thread sorts its line with the back ends' own merge
-    sort (codegen/sorting.py, the C helper as a device function) into a contiguous int64
-    line of data[1], in its ``SCRATCH_WORDS * n`` words of data[2]."""
-    name, last = kernel.name, nd - 1
-    helper = c_helper(f"{name}_sort", kernel.in_dtype).replace("static void", "static __device__ void", 1)
-    b.raw(f"{name}_sort(p.data[0] + off0, n, p.strides[0][{last}], (int64_t *)(p.data[1] + off1), "
-          "(uint64_t *)(p.data[2] + off2));")
-    return "\n".join([
-        f"/* {name}: stable argsort along the last of {kernel.ndim} dimension(s), {kernel.in_dtype} */",
-        helper.strip(),
-        "",
-        _params_struct(name, nd, 3, ["int64_t total;"]),
-        "",
-        "template <typename I>",
-        f"__global__ void __launch_bounds__({THREADS}) {name}_kernel(const {name}_params p) {{",
-        "  int64_t lines = 1;",
-        f"  for (int d = 0; d < {last}; ++d) lines *= p.shape[d];",
-        "  for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < lines;",
-        "       idx += (int64_t)gridDim.x * blockDim.x) {",
-        *b.lines,
-        "  }",
-        "}",
-        "",
-        *_line_launcher(name, nd, 3),
-    ])
-
-
-def _line_launcher(name, nd, nbuf) -> list:
-    """The host launcher of a line kernel: one thread per line, nothing for empty lines."""
-    last = nd - 1
-    return [
         *_launcher_head(name, nd, nbuf),
         "  int64_t lines = 1;",
         f"  for (int d = 0; d < {last}; ++d) lines *= shape[d];",
@@ -743,7 +689,33 @@ def _line_launcher(name, nd, nbuf) -> list:
         "  return (int)cudaGetLastError();",
         "}",
         "#endif",
-    ]
+    ])
+
+
+def _line_walk(kernel, b, last) -> list:
+    """The body of a cumulative or arg LineKernel's thread: ``b``'s lines (offsets of the
+    line), then the walk along it."""
+    src, dst, kind = kernel.in_dtype, kernel.out_dtype, kernel.kind
+    inner = _Body("      ")
+    at = f"off0 + k * p.strides[0][{last}]"
+    if kind in _LINE_STEP:
+        step = ScalarProgram((dst, src), (), (Instr("cast", (1,), dst, src), Instr(_LINE_STEP[kind], (0, 2), dst, dst)),
+                             (3,))
+        b.raw(f"{CUDA_TYPES[dst]} acc = {_literal(0 if kind == 'cumsum' else 1, dst)};")
+        value = inner.let(src, _load(0, at, src), "x")
+        (total, _), = _program(inner, step, [("acc", dst), (value, src)])
+        inner.raw(f"acc = {total};")
+        _store(inner, 1, f"off1 + k * p.strides[1][{last}]", "acc", dst)
+        return [*b.lines, "    for (int64_t k = 0; k < n; ++k) {", *inner.lines, "    }"]
+    b.raw(f"{CUDA_TYPES[src]} best = {_load(0, 'off0', src)};")
+    b.raw("int64_t at = 0;")
+    value = inner.let(src, _load(0, at, src), "x")
+    better = f"{value} {'>' if kind == 'argmax' else '<'} best"
+    if src in FLOATS:   # the first NaN wins, and nothing after it
+        better = f"best == best && ({value} != {value} || {better})"
+    inner.raw(f"if ({better}) {{ best = {value}; at = k; }}")
+    return [*b.lines, "    for (int64_t k = 1; k < n; ++k) {", *inner.lines, "    }",
+            "    *(int64_t *)(p.data[1] + off1) = at;"]
 
 
 def _render_copy_kernel(kernel, inner_broadcast=None) -> str:

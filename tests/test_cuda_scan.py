@@ -13,6 +13,7 @@ from theanine.compile.cuda_program import CudaProgram
 from theanine.scan_module import scan, until
 
 from test_cuda_mode import device  # noqa: F401  (a fixture)
+from test_scan_native import rnn
 
 
 def on_device_and_reference(inputs, outputs, **kwargs):
@@ -29,12 +30,6 @@ def assert_same(got, want, rtol=1e-12):
     for g, w in zip(got if isinstance(got, list) else [got], want if isinstance(want, list) else [want]):
         assert isinstance(g, np.ndarray) and g.shape == np.asarray(w).shape and g.dtype == np.asarray(w).dtype
         np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol)
-
-
-def rnn(x, h0, W, U, **kwargs):
-    h, _ = scan(lambda xt, h, W, U: T.tanh(T.dot(xt, W) + T.dot(h, U)), sequences=x,
-                outputs_info=h0, non_sequences=[W, U], **kwargs)
-    return h
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -594,6 +594,11 @@ def _fits(value_shape, region_shape) -> bool:
     return all(v in (1, r) for v, r in zip(value_shape[::-1], region_shape[::-1]))
 
 
+def _trailing(y, ndim):
+    """``y`` without its leading dimensions beyond the last ``ndim`` (of size 1: ``_fits``)."""
+    return y.view(y.shape[y.ndim - ndim:], y.strides[y.ndim - ndim:]) if y.ndim > ndim else y
+
+
 class SubtensorRun:
     """Subtensor of a device value: a view for slices and integers, a gather kernel (a
     table of offsets computed on the host, cuda_indexing) when the index has arrays;
@@ -643,8 +648,7 @@ class IncSubtensorRun:
         if p.table is None:
             region = out.view(p.shape, p.strides, p.offset)
             if region.size:
-                value = y.view(y.shape[y.ndim - region.ndim:], y.strides[y.ndim - region.ndim:]) \
-                    if y.ndim > region.ndim else y
+                value = _trailing(y, region.ndim)
                 if op.set_instead_of_inc:
                     self.assign.launch([value], [region], region.shape)
                 else:
@@ -656,9 +660,7 @@ class IncSubtensorRun:
         value = y
         if y.shape != p.shape or y.dtype != out.dtype or not y.is_c_contiguous():
             value = empty(p.shape, out.dtype)
-            fit = y.view(y.shape[y.ndim - len(p.shape):], y.strides[y.ndim - len(p.shape):]) \
-                if y.ndim > len(p.shape) else y
-            self.assign.launch([fit], [value], p.shape)
+            self.assign.launch([_trailing(y, len(p.shape))], [value], p.shape)
         value = value.view(layout, c_strides(layout, out.itemsize))
         if op.set_instead_of_inc:
             keep = last_writes(table)
@@ -888,20 +890,18 @@ def _dot_on_device(node):
 class _Requests:
     """The helper kernels a module needs besides the planned ones: copies (dtype, rank),
     conversions and additions into views (destination dtype, value dtype, rank), indexed
-    copies (dtype, rank, mode), line kernels (dtype, output dtype, rank, kind), sums for SumTo (dtype, rank, axes) and matrix products
-    (dtype)."""
+    copies (dtype, rank, mode), line kernels (dtype, output dtype, rank, kind), sums for
+    SumTo (dtype, rank, axes) and matrix products (dtype)."""
 
     def __init__(self):
         self.copies, self.sums, self.gemms = set(), set(), set()
         self.assigns, self.adds, self.indexed, self.lines = set(), set(), set(), set()
 
-    def assign(self, dst, src, rank):
-        """Request the kernel writing a ``src`` value into a ``dst`` view (a copy when the
-        dtypes agree)."""
-        if dst == src:
-            self.copies.add((dst, max(rank, 1)))
-        else:
-            self.assigns.add((dst, src, max(rank, 1)))
+    def want(self, key):
+        """Request the helper kernel of ``key``, as ``kernels`` names them (kind first)."""
+        kinds = {"copy": self.copies, "assign": self.assigns, "add": self.adds,
+                 "indexed": self.indexed, "line": self.lines}
+        kinds[key[0]].add(key[1:])
 
     def kernels(self):
         """[(key, kernel IR or ('gemm', dtype))] in a deterministic order."""
@@ -1032,7 +1032,7 @@ class CudaProgram:
             x, out = node.inputs[0], node.outputs[0]
             if x.dtype in cuda_render.CUDA_TYPES and out.dtype in cuda_render.CUDA_TYPES \
                     and not self._made_on_host(x):
-                requests.lines.add(_line_key(node)[1:])
+                requests.want(_line_key(node))
                 if getattr(node.op, "axis", -1) is None and x.ndim > 1:   # flattened: a contiguous copy first
                     requests.copies.add((x.dtype, x.ndim))
                 return "line"
@@ -1063,54 +1063,18 @@ class CudaProgram:
             return "subtensor view"
         if all(self._made_on_host(v) for v in data):
             return None
-        out = node.outputs[0]
         if name == "Join":
-            for v in node.inputs:
-                requests.assign(out.dtype, v.dtype, out.ndim)
-            return "join"
-        x = node.inputs[0]
-        index_inputs = node.inputs[2:] if name == "IncSubtensor" else node.inputs[1:]
-        rank = layout_rank(node.op.idx_list, x.ndim, [v.ndim for v in index_inputs])
-        if name == "Subtensor":
-            requests.indexed.add((x.dtype, rank, "gather"))
-            return "gather"
-        y, inc = node.inputs[1], not node.op.set_instead_of_inc
-        if node.op.is_advanced and inc and x.dtype not in cuda_render.ATOMIC_ADD:
-            return None
-        region = len(_result_type_shape(x.type.shape, node.op.idx_list, index_inputs))
-        requests.copies.add((x.dtype, max(x.ndim, 1)))
-        requests.assign(x.dtype, y.dtype, region)
-        if not node.op.is_advanced:
-            if inc:
-                requests.adds.add((x.dtype, y.dtype, max(region, 1)))
+            keys = _join_keys(node).values()
+        elif name == "Subtensor":
+            keys = [_gather_key(node)]
         else:
-            requests.indexed.add((x.dtype, rank, "inc" if inc else "set"))
-            if not inc:
-                requests.indexed.add((x.dtype, rank, "gather"))
-        return "incsubtensor"
-
-    @staticmethod
-    def _rank(node):
-        """The rank of the indexed kernels of a Subtensor or IncSubtensor ``node``."""
-        x = node.inputs[0]
-        index_inputs = node.inputs[2:] if _op_name(node) == "IncSubtensor" else node.inputs[1:]
-        return layout_rank(node.op.idx_list, x.ndim, [v.ndim for v in index_inputs])
-
-    def _inc_run(self, node, helper, copy):
-        x, y, *index_inputs = node.inputs
-        op, dtype = node.op, x.dtype
-        region = len(_result_type_shape(x.type.shape, op.idx_list, index_inputs))
-        assign = helper(_assign_key(dtype, y.dtype, region))
-        add = scatter = gather = None
-        if not op.is_advanced:
-            if not op.set_instead_of_inc:
-                add = helper(("add", dtype, y.dtype, max(region, 1)))
-        else:
-            rank = self._rank(node)
-            scatter = helper(("indexed", dtype, rank, "set" if op.set_instead_of_inc else "inc"))
-            if op.set_instead_of_inc:
-                gather = helper(("indexed", dtype, rank, "gather"))
-        return IncSubtensorRun(node, copy, assign, add, scatter, gather)
+            x = node.inputs[0]
+            if node.op.is_advanced and not node.op.set_instead_of_inc and x.dtype not in cuda_render.ATOMIC_ADD:
+                return None
+            keys = _inc_keys(node).values()
+        for key in keys:
+            requests.want(key)
+        return {"Join": "join", "Subtensor": "gather", "IncSubtensor": "incsubtensor"}[name]
 
     def _made_on_host(self, var):
         """Whether ``var`` is computed on the host: by a node that runs there, or by a view,
@@ -1199,18 +1163,15 @@ class CudaProgram:
                 run = SumToRun(node, reducers)
                 placement = ["any", "any"]
             elif where in ("subtensor view", "gather"):
-                gather = None
-                if where == "gather":
-                    gather = helper(("indexed", node.inputs[0].dtype, self._rank(node), "gather"))
-                run = SubtensorRun(node, gather)
+                run = SubtensorRun(node, helper(_gather_key(node)) if where == "gather" else None)
                 placement = ["any" if where == "subtensor view" else "device"] + ["host"] * (n_in - 1)
             elif where == "incsubtensor":
-                run = self._inc_run(node, helper, copy)
+                keys = _inc_keys(node)
+                run = IncSubtensorRun(node, copy, *[helper(keys[role]) if role in keys else None
+                                                    for role in ("assign", "add", "scatter", "gather")])
                 placement = ["device", "device"] + ["host"] * (n_in - 2)
             elif where == "join":
-                dtype = node.outputs[0].dtype
-                run = JoinRun(node, {v.dtype: helper(_assign_key(dtype, v.dtype, node.outputs[0].ndim))
-                                     for v in node.inputs})
+                run = JoinRun(node, {dtype: helper(key) for dtype, key in _join_keys(node).items()})
                 placement = ["device"] * n_in
             elif where == "scan":
                 run = ScanRun(node, DeviceMemory(copy))
@@ -1237,6 +1198,46 @@ def _assign_key(dst, src, rank):
     """The key of the helper kernel writing ``src`` values into a ``dst`` view."""
     rank = max(rank, 1)
     return ("copy", dst, rank) if dst == src else ("assign", dst, src, rank)
+
+
+# The helper kernels of a device node, by key: the same functions say what a module must
+# build (``_place``) and which kernels a node's run gets (``_build_thunks``).
+
+def _layout_rank(node):
+    """The rank of the indexed kernels of a Subtensor or IncSubtensor ``node``."""
+    x = node.inputs[0]
+    index_inputs = node.inputs[2:] if _op_name(node) == "IncSubtensor" else node.inputs[1:]
+    return layout_rank(node.op.idx_list, x.ndim, [v.ndim for v in index_inputs])
+
+
+def _gather_key(node):
+    return "indexed", node.inputs[0].dtype, _layout_rank(node), "gather"
+
+
+def _join_keys(node) -> dict:
+    """{input dtype: key of the kernel copying it into its part of the output}."""
+    out = node.outputs[0]
+    return {v.dtype: _assign_key(out.dtype, v.dtype, out.ndim) for v in node.inputs}
+
+
+def _inc_keys(node) -> dict:
+    """{role: key} of a Set/IncSubtensor ``node``'s kernels: 'copy' (of x), 'assign' (the
+    value converted into the region), and 'add' (into the region) for slices and
+    integers, or 'scatter' (and, for a set, 'gather', to keep the last of repeated
+    positions) for array indices."""
+    x, y, *index_inputs = node.inputs
+    op = node.op
+    region = len(_result_type_shape(x.type.shape, op.idx_list, index_inputs))
+    keys = {"copy": ("copy", x.dtype, max(x.ndim, 1)), "assign": _assign_key(x.dtype, y.dtype, region)}
+    if not op.is_advanced:
+        if not op.set_instead_of_inc:
+            keys["add"] = ("add", x.dtype, y.dtype, max(region, 1))
+        return keys
+    rank = _layout_rank(node)
+    keys["scatter"] = ("indexed", x.dtype, rank, "set" if op.set_instead_of_inc else "inc")
+    if op.set_instead_of_inc:
+        keys["gather"] = ("indexed", x.dtype, rank, "gather")
+    return keys
 
 
 def _constants(fgraph):

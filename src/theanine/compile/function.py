@@ -451,11 +451,5 @@ def _device_input(ttype, value, name):
     if value.dtype != ttype.numpy_dtype:
         raise TypeError(f"{name}: expected a device array of dtype {ttype.dtype}, got {value.dtype} "
                         "(device arrays are not converted; convert it on the host or in the graph)")
-    if value.ndim != ttype.ndim:
-        raise TypeError(f"{name}: expected {ttype.ndim} dimensions ({ttype}), got a device array with "
-                        f"{value.ndim} (shape {value.shape})")
-    for axis, (want, got) in enumerate(zip(ttype.shape, value.shape)):
-        if want is not None and want != got:
-            raise ValueError(f"{name}: expected dimension {axis} of size {want}, got a device array of "
-                             f"shape {value.shape}")
+    ttype.check_shape(value.shape, name, "a device array")
     return value

@@ -128,14 +128,19 @@ class TensorType(Type):
             raise TypeError(f"{name}: expected an ndarray of dtype {self.dtype}, got {got}")
         else:
             arr = self._convert(value, allow_downcast, name)
-        if arr.ndim != self.ndim:
-            raise TypeError(f"{name}: expected {self.ndim} dimensions ({self}), "
-                            f"got an array with {arr.ndim} (shape {arr.shape})")
-        for axis, (want, got) in enumerate(zip(self.shape, arr.shape)):
-            if want is not None and want != got:
-                raise ValueError(f"{name}: expected shape {_fmt_shape(self.shape)}, got {arr.shape} "
-                                 f"(dimension {axis} must be {want})")
+        self.check_shape(arr.shape, name)
         return arr
+
+    def check_shape(self, shape, name="value", what="an array"):
+        """Raise the clear error for ``what`` of ``shape`` whose rank or static sizes this
+        type refuses (TypeError for the rank, ValueError for a size)."""
+        if len(shape) != self.ndim:
+            raise TypeError(f"{name}: expected {self.ndim} dimensions ({self}), "
+                            f"got {what} with {len(shape)} (shape {shape})")
+        for axis, (want, got) in enumerate(zip(self.shape, shape)):
+            if want is not None and want != got:
+                raise ValueError(f"{name}: expected shape {_fmt_shape(self.shape)}, got {shape} "
+                                 f"(dimension {axis} must be {want})")
 
     def _convert(self, value, allow_downcast, name):
         if isinstance(value, np.ndarray):
