@@ -278,10 +278,14 @@ class _Steps:
         for k, step in enumerate(steps):
             self.k = k
             self.w.raw(f"/* step {k}. {_describe(step)} */")
-            getattr(self, "_" + type(step).__name__)(step)
+            self._step(step)
             for b in life.frees[k] + life.copy_frees[k]:
                 self.host.release(b)
         self.life = outer
+
+    def _step(self, step):
+        """Render one step (by its type's method)."""
+        getattr(self, "_" + type(step).__name__)(step)
 
     @contextlib.contextmanager
     def work(self):
@@ -303,12 +307,12 @@ class _Steps:
         w = self.w
         buf = self.s.buffers[b]
         itemsize = ITEMSIZE[buf.dtype]
-        if self.storage(b) == "stack":
+        if self.storage(b) == "stack" and self._on_stack(b):
             size = int(np.prod(buf.shape, dtype=np.int64)) * itemsize
             w.raw(f"_Alignas(64) char stack{b}[{max(size, 1)}];")
             data = f"stack{b}"
         else:
-            data = self.host.allocate(b, self.owned[b], dims, self._byte_size(dims, itemsize))
+            data = self.host.allocate(b, self.owned.get(b, "heap"), dims, self._byte_size(dims, itemsize))
         strides, size = [], str(itemsize)
         for n in reversed(dims):
             strides.insert(0, size)
@@ -316,6 +320,10 @@ class _Steps:
         view = self.views[b] = _View(data, dims, strides)
         self.contiguous[b] = "true"
         return view
+
+    def _on_stack(self, b) -> bool:
+        """Whether a small static buffer ``b`` goes on the C stack (a host may say no)."""
+        return True
 
     def _byte_size(self, dims, itemsize) -> str:
         """The bytes of ``dims`` elements of ``itemsize``; sizes that are negative or whose
@@ -338,6 +346,10 @@ class _Steps:
                 expected = w.mul(expected, n)
             self.contiguous[b] = w.all_of(ok)
         return self.contiguous[b]
+
+    def zero(self, data, nbytes):
+        """Set the ``nbytes`` bytes at ``data`` to zero."""
+        self.w.raw(f"memset({data}, 0, (size_t){nbytes});")
 
     def fill(self, data, count, dtype, literal):
         """Store ``literal`` into the ``count`` elements at ``data``."""
@@ -491,6 +503,13 @@ class _Steps:
             return str(literal) if literal >= 0 else f"({literal})"  # never "--1"
         dtype = self.s.buffers[b].dtype
         return self.w.let(f"(int64_t)*(const {crender.MEM_TYPES[dtype]} *){self.views[b].data}")
+
+    def _entries(self, b, n) -> list:
+        """The first ``n`` entries of the integer vector ``b``, as int64 expressions."""
+        w, v = self.w, self.views[b]
+        mem = crender.MEM_TYPES[self.s.buffers[b].dtype]
+        return [w.let(f"(int64_t)*(const {mem} *)({v.data} + {w.mul(str(k), v.strides[0])})")
+                for k in range(n)]
 
     def _Index(self, step):
         self.views[step.out] = self._index_view(self.views[step.src], step.items)
@@ -849,7 +868,7 @@ class _Steps:
                 for n in dims:
                     total = w.mul(total, n)
                 nbytes = w.mul(total, str(ITEMSIZE[self.s.buffers[step.out].dtype]))
-                w.raw(f"memset({out.data}, 0, (size_t){nbytes});")
+                self.zero(out.data, nbytes)
             else:
                 self._copy(step.kernel, value, dims, out)
 
@@ -864,10 +883,8 @@ class _Steps:
 
     def _Reshape(self, step):
         w = self.w
-        v, shape = self.views[step.src], self.views[step.shape]
-        mem = crender.MEM_TYPES[self.s.buffers[step.shape].dtype]
-        entries = [w.let(f"(int64_t)*(const {mem} *)({shape.data} + {w.mul(str(k), shape.strides[0])})")
-                   for k in range(self.s.buffers[step.out].ndim)]
+        v = self.views[step.src]
+        entries = self._entries(step.shape, self.s.buffers[step.out].ndim)
         total = "1"
         for n in v.dims:
             total = w.mul(total, n)
@@ -1067,8 +1084,7 @@ class _Steps:
     def _Check(self, step):
         w = self.w
         with self.work():  # the conditions are data: a pass that only sizes buffers skips them
-            w.require(w.all_of([w.let(f"*(const uint8_t *){self.views[b].data} != 0", "bool")
-                                for b in step.conditions]), "index")
+            w.require(w.all_of([w.let(self._truth(b), "bool") for b in step.conditions]), "index")
         self.views[step.out] = self.views[step.src]
 
     def _SpecifyShape(self, step):
@@ -1095,7 +1111,26 @@ class _Steps:
 
 # ---- the CPython entry (mode 'c') ------------------------------------------------------------
 
-class _PyHost:
+class TableHost:
+    """What the hosts of a native entry share: a body whose failures jump to ``bail``, and a
+    table of addresses the entry reads (``slot``), functions among them (``api``)."""
+
+    def __init__(self):
+        self.w = _Writer(lambda reason: "goto bail;")
+        self.table = []
+
+    def slot(self, name) -> str:
+        """The C expression reading the table's entry ``name`` (added on first use)."""
+        if name not in self.table:
+            self.table.append(name)
+        return f"table[{self.table.index(name)}]"
+
+    def api(self, name, fn_type) -> str:
+        """The table's function ``name`` as a callable of type ``fn_type``."""
+        return f"(({fn_type})(uintptr_t){self.slot(name)})"
+
+
+class _PyHost(TableHost):
     """The CPython form, written without CPython's or NumPy's headers (so a unit compiles in
     a fraction of the time): objects are opaque pointers whose fields are read at the offsets
     this process measured (``pyentry.LAYOUT``); C API functions, NumPy's ``PyArray_Empty``,
@@ -1104,20 +1139,10 @@ class _PyHost:
     returns NotImplemented."""
 
     def __init__(self):
-        self.w = _Writer(lambda reason: "goto bail;")
-        self.table = []
+        super().__init__()
         self.L = pyentry.LAYOUT
         self.objects = {}  # argument or shared buffer -> its array object
         self.host_views = []  # variables holding arrays made for HostCall arguments
-
-    def slot(self, name) -> str:
-        if name not in self.table:
-            self.table.append(name)
-        return f"table[{self.table.index(name)}]"
-
-    def api(self, name, fn_type) -> str:
-        """The table's function ``name`` as a callable of type ``fn_type``."""
-        return f"(({fn_type})(uintptr_t){self.slot(name)})"
 
     def field(self, ctype, obj, key) -> str:
         """The field ``key`` of LAYOUT (of C type ``ctype``) of the object ``obj``."""
@@ -1288,8 +1313,8 @@ class _PyHost:
         w.open(f"if ({w.eq(k, '0')})")
         steps.fill(c_data, w.mul(m, n), dtype, crender._literal(0, dtype))
         w.reopen("else")
-        a_row, a_ld_row, a_col, a_ld_col = self._layouts(A, e)
-        b_row, b_ld_row, b_col, b_ld_col = self._layouts(B, e)
+        a_row, a_ld_row, a_col, a_ld_col = blas_layouts(w, A, e)
+        b_row, b_ld_row, b_col, b_ld_col = blas_layouts(w, B, e)
         w.require(w.all_of([w.any_of([a_row, a_col]), w.any_of([b_row, b_col])]), "layout")
         lda = w.select(a_row, a_ld_row, a_ld_col)
         ldb = w.select(b_row, b_ld_row, b_ld_col)
@@ -1307,24 +1332,6 @@ class _PyHost:
                 f"({ctype} *){a_data}, &blda, &beta, ({ctype} *){c_data}, &bldc);")
         self.call(call, w.cmp(w.mul(w.mul(m, n), k), ">", str(GEMM_GIL_RELEASE)))
         w.close()
-
-    def _layouts(self, M, e):
-        """(row-major?, its leading dimension, column-major?, its leading dimension) of the
-        matrix M = (rows, cols, row stride, col stride) in elements of ``e`` bytes."""
-        w = self.w
-        r, c, s0, s1 = M
-
-        def lead(stride, other):
-            ok = w.all_of([w.let(f"{stride} % {e} == 0", "bool"), w.cmp(stride, ">=", w.mul(other, e))])
-            return ok, w.let(f"{stride} / {e}")
-
-        row_ok, row_ld = lead(s0, c)
-        row = w.all_of([w.any_of([w.eq(c, "1"), w.eq(s1, e)]), w.any_of([w.eq(r, "1"), row_ok])])
-        row_ld = w.select(w.eq(r, "1"), w.select(w.eq(c, "0"), "1", c), row_ld)
-        col_ok, col_ld = lead(s1, r)
-        col = w.all_of([w.any_of([w.eq(r, "1"), w.eq(s0, e)]), w.any_of([w.eq(c, "1"), col_ok])])
-        col_ld = w.select(w.eq(c, "1"), w.select(w.eq(r, "0"), "1", r), col_ld)
-        return row, row_ld, col, col_ld
 
     def end(self, results):
         """Build the returned value (the one output, or a list), then store the updates:
@@ -1354,6 +1361,24 @@ class _PyHost:
             w.raw(f"{self.api('Py_DecRef', 'th_ref_fn')}({obj});")
         w.raw(f"{self.api('Py_IncRef', 'th_ref_fn')}({self.slot('NotImplemented')});")
         w.raw(f"return {self.slot('NotImplemented')};")
+
+
+def blas_layouts(w, M, e):
+    """(row-major?, its leading dimension, column-major?, its leading dimension) of the
+    matrix M = (rows, cols, row stride, col stride) in elements of ``e`` bytes."""
+    r, c, s0, s1 = M
+
+    def lead(stride, other):
+        ok = w.all_of([w.let(f"{stride} % {e} == 0", "bool"), w.cmp(stride, ">=", w.mul(other, e))])
+        return ok, w.let(f"{stride} / {e}")
+
+    row_ok, row_ld = lead(s0, c)
+    row = w.all_of([w.any_of([w.eq(c, "1"), w.eq(s1, e)]), w.any_of([w.eq(r, "1"), row_ok])])
+    row_ld = w.select(w.eq(r, "1"), w.select(w.eq(c, "0"), "1", c), row_ld)
+    col_ok, col_ld = lead(s1, r)
+    col = w.all_of([w.any_of([w.eq(r, "1"), w.eq(s0, e)]), w.any_of([w.eq(c, "1"), col_ok])])
+    col_ld = w.select(w.eq(c, "1"), w.select(w.eq(r, "0"), "1", r), col_ld)
+    return row, row_ld, col, col_ld
 
 
 #: the C API functions' types, as the table holds them

@@ -288,6 +288,8 @@ def test_a_small_conv_net_trains_on_the_device(device):
 
 def test_views_are_worked_out_once_per_layout(device, rng, monkeypatch):
     from theanine.compile import cuda_program
+    if device.entry:
+        pytest.skip("the node-by-node path's views: the entry works out its views in C")
     calls = []
     real = cuda_program.place
     monkeypatch.setattr(cuda_program, "place", lambda *a: calls.append(a[2]) or real(*a))

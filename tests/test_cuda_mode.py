@@ -24,7 +24,7 @@ import theanine
 import theanine.tensor as T
 from theanine import cuda
 from theanine.codegen import cudart, nvcc
-from theanine.compile import cuda_program
+from theanine.compile import cuda_entry, cuda_program
 from theanine.compile.cuda_program import (CudaProgram, Residency, as_matrix, blas_layout,
                                            coalesce, elementwise_plan, mirror_of, remember_mirror,
                                            reshape_shape)
@@ -284,16 +284,21 @@ def _fake_cublas_gemm(dtype, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc):
 
 
 class Device:
-    """What a test runs on: ``kind`` ('emulated' or 'gpu') and the copies made, by kind."""
+    """What a test runs on: ``kind`` ('emulated' or 'gpu'), ``entry`` (whether functions get
+    their whole-function entry, or run node by node) and the copies made, by kind."""
 
-    def __init__(self, kind, copies):
-        self.kind, self.copies = kind, copies
+    def __init__(self, kind, copies, entry):
+        self.kind, self.copies, self.entry = kind, copies, entry
 
 
-@pytest.fixture(params=["emulated", "gpu"])
+@pytest.fixture(params=["emulated", "emulated-nodes", "gpu", "gpu-nodes"])
 def device(request, monkeypatch):
+    """Each device, with functions run through their entry or node by node."""
     monkeypatch.setattr(cuda_program, "_mirrors", {})
-    if request.param == "gpu":
+    kind, _, nodes = request.param.partition("-")
+    if nodes:
+        monkeypatch.setattr(cuda_entry, "render_entry", lambda *args: (None, "the test runs node by node"))
+    if kind == "gpu":
         if not cuda.is_available():
             pytest.skip(NO_GPU)
         copies, real = collections.Counter(), cudart.memcpy
@@ -302,7 +307,7 @@ def device(request, monkeypatch):
             copies[kind] += 1
             real(dst, src, nbytes, kind)
         monkeypatch.setattr(cudart, "memcpy", counted)
-        return Device("gpu", copies)
+        return Device("gpu", copies, not nodes)
     from test_cuda_source import emulated_library
     memory = FakeMemory()
     monkeypatch.setattr(cuda, "pool", Pool(memory.malloc, memory.free))
@@ -311,7 +316,7 @@ def device(request, monkeypatch):
     monkeypatch.setattr(cudart, "cublas_available", lambda: False)
     monkeypatch.setattr(cudart, "gemm", _fake_cublas_gemm)
     monkeypatch.setattr(nvcc, "load_library", lambda source, arch=None, cache=None: emulated_library(source))
-    return Device("emulated", memory.copies)
+    return Device("emulated", memory.copies, not nodes)
 
 
 @pytest.fixture(params=["cublas", "kernel"])

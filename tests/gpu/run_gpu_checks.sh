@@ -3,7 +3,7 @@
 #   1. install theanine without the network and check the theanine.codegen mapping,
 #   2. show the GPU (nvidia-smi) and the toolchain,
 #   3. run tests/test_cuda_mode.py, test_cuda_source.py, test_cuda_indexing.py,
-#      test_cuda_scan.py and test_cuda_lines.py on the GPU (their tests of the CPU
+#      test_cuda_scan.py, test_cuda_lines.py and test_cuda_entry.py on the GPU (their tests of the CPU
 #      emulation and the slow compile-only check are left to runs without a GPU),
 #   4. benchmark the B3 MLP training step with mode="cuda" (and PyTorch on the GPU),
 #   5. run the training-step benchmarks B3, B8, B9 and B10 (--quick), which add a
@@ -89,11 +89,11 @@ main() {
     step "GPU and toolchain" show_machine
     # the CPU emulation and the compile check of every opcode need no GPU (CI runs them)
     # -o addopts=: one process (the suite's own options ask for pytest-xdist's workers)
-    step "CUDA tests" timeout 240 "$PYTHON" -m pytest -o addopts= -x -v -rs -p no:cacheprovider \
+    step "CUDA tests" timeout 360 "$PYTHON" -m pytest -o addopts= -x -v -rs -p no:cacheprovider \
         --durations=8 -k "not emulated and not every_opcode_and_reduction_compiles and not kernels_compile \
         and not kernels_that_compile and not compile_with_nvcc" \
         tests/test_cuda_mode.py tests/test_cuda_source.py tests/test_cuda_indexing.py \
-        tests/test_cuda_scan.py tests/test_cuda_lines.py
+        tests/test_cuda_scan.py tests/test_cuda_lines.py tests/test_cuda_entry.py
     step "MLP benchmark" timeout 60 "$PYTHON" tests/gpu/bench_mlp.py
     # the training steps (MLP, CNN, RNN, LSTM), checked against NumPy, with a mode="cuda" row
     step "training-step benchmarks" timeout 300 "$PYTHON" -m tests.benchmarks.run_all --quick \

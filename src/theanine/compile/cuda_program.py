@@ -1,5 +1,10 @@
 """mode="cuda": a compiled function's nodes run on an NVIDIA GPU.
 
+Given the function's ``interface``, a CudaProgram also builds ``entry``
+(compile/cuda_entry.py): the whole schedule as one native call, which calling the
+function tries first; a graph with a step that entry cannot run where its data is, and a
+call it hands over, run node by node as described here.
+
 ``CudaProgram(fgraph)`` mirrors NativeProgram: ``kernels`` (the elementwise and
 reduction kernels, each with the ops fused into it, those of scan steps included),
 ``fallbacks`` (the nodes that run on the host through ``perform``), ``module`` (one CUDA
@@ -76,6 +81,9 @@ from theanine.tensor.subtensor import _result_type_shape
 from theanine.cuda import DeviceArray, allocate, c_strides, empty, is_available, to_device
 
 _Ptr = ctypes.c_void_p
+#: in ``source``, what precedes the whole-function entry: its C unit, then the CUDA module it
+#: launches (the text before it is CUDA C++ alone: the node-by-node module and its steps')
+ENTRY_MARKER = "\n/* ---- the whole function as one call ---- */\n"
 
 
 # --- residency: where values are, and their copies ------------------------------------------
@@ -953,12 +961,15 @@ class CudaProgram:
     are left on the device, as DeviceArrays, instead of copied to the host."""
 
     target = "cuda"
-    #: no whole-function native entry: the GraphRunner calls the thunks
-    entry = None
-    why_no_entry = "mode 'cuda' runs node by node"
 
-    def __init__(self, fgraph, compile=True, arch=None, device_outputs=False):
+    def __init__(self, fgraph, compile=True, arch=None, device_outputs=False, interface=None):
+        """``interface``: how the function calls the graph (see NativeProgram); with it, and
+        ``compile``, the program also builds ``entry``, the whole function as one native
+        call (compile/cuda_entry.py), when the graph schedules for it; ``why_no_entry``
+        says why not otherwise."""
         self.fgraph = fgraph
+        self.entry, self.why_no_entry = None, "mode 'cuda' runs this graph node by node"
+        self.host_nodes, self.copied_outputs = [], []
         #: the graph's outputs stay on the device (a scan step's, for its loop on the device)
         self.device_outputs = device_outputs
         self.planned, _ = plan_kernels(fgraph)
@@ -991,6 +1002,22 @@ class CudaProgram:
         self.thunks = {}
         if compile:
             self.thunks = self._build_thunks(nodes, arch)
+        if interface is not None and not device_outputs:
+            self._add_entry(fgraph, interface, compile)
+
+    def _add_entry(self, fgraph, interface, compiled):
+        """Render the whole-function entry (its source follows the module's in ``source``)
+        and, when ``compiled``, build it as ``entry``; or say in ``why_no_entry`` why not."""
+        from theanine.compile.cuda_entry import CudaEntry, render_entry
+        rendered, why = render_entry(fgraph, self.planned, interface)
+        if rendered is None:
+            self.why_no_entry = f"mode 'cuda' runs this graph node by node: {why}"
+            return
+        self.source += ENTRY_MARKER + rendered["source"]
+        self.copied_outputs = rendered["copied"]
+        self.why_no_entry = "not compiled"
+        if compiled:
+            self.entry, self.why_no_entry = CudaEntry(rendered, interface, self._arch), None
 
     def _add_loop_bodies(self, nodes, compiled):
         """The kernels and modules of the steps of the scans that loop on the device, added
@@ -1111,12 +1138,10 @@ class CudaProgram:
         return text.replace("theanine_module", f"theanine_{digest}"), names
 
     def _build_thunks(self, nodes, arch):
-        lib = None
-        if self._names:
-            if arch is None:
-                arch = "".join(map(str, cudart.compute_capability())) if is_available() \
-                    else nvcc.DEFAULT_ARCH
-            lib = nvcc.load_library(self.module, arch)
+        if arch is None:
+            arch = "".join(map(str, cudart.compute_capability())) if is_available() else nvcc.DEFAULT_ARCH
+        self._arch = arch
+        lib = nvcc.load_library(self.module, arch) if self._names else None
         n_planned = len(self.planned)
         helpers = {key: self._names[k] for k, (key, _) in enumerate(self._helpers, start=n_planned)}
         copy = Copier({(key[1], key[2]): ElementwiseLauncher(_launcher(lib, name), key[2], "a device copy")

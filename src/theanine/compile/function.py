@@ -208,15 +208,13 @@ class Function:
         mode = self.mode
         self._native = None
         thunks = None
+        interface = self._interface()
         if mode == "cuda":
             from theanine.compile.cuda_program import CudaProgram
-            self._native = CudaProgram(self.graph)
+            self._native = CudaProgram(self.graph, interface=interface)
             thunks = self._native.thunks
         elif mode in NATIVE_MODES:
             from theanine.compile.native import NativeProgram
-            interface = {"n_args": len(self._ins), "containers": [v.container for v in self._shared],
-                         "n_outputs": self._n_out, "updated": [v.container for v in self._update_targets],
-                         "single": self._single}
             self._native = NativeProgram(self.graph, target=mode, interface=interface, rendered=rendered)
             thunks = self._native.thunks
         thunks = dict(thunks or {})
@@ -229,6 +227,12 @@ class Function:
         if self._entry is not None and any(self._outs[k].borrow for k in self._native.copied_outputs
                                             if k < len(self._outs)):
             self._entry = None  # a borrowed view must come back as a view
+
+    def _interface(self) -> dict:
+        """How the native entries call the graph (see NativeProgram)."""
+        return {"n_args": len(self._ins), "containers": [v.container for v in self._shared],
+                "n_outputs": self._n_out, "updated": [v.container for v in self._update_targets],
+                "single": self._single}
 
     def __getstate__(self):
         """Everything but the native code, which ``__setstate__`` takes from the disk cache."""
@@ -293,7 +297,7 @@ class Function:
                                  interface=interface).source
         else:   # the CUDA modules, as mode 'cuda' builds them
             from theanine.compile.cuda_program import CudaProgram
-            text = CudaProgram(self.graph, compile=False).source
+            text = CudaProgram(self.graph, compile=False, interface=self._interface()).source
         if target == "asm":
             return jit.assembly(text)
         return jit.optimized_ir(text) if optimized and target == "llvm" else text
