@@ -26,9 +26,10 @@ const int64_t *strides, char **out_data, int64_t *out_dims, int64_t *out_strides
 ``data`` holds each argument's and shared value's data pointer (device, or host for rank
 0), ``dims``/``strides`` their sizes and byte strides, one after the other; each result's
 pointer, sizes and strides come back the same way (``result_sides`` says which results are
-on the host). It returns 0, -1 when the call must take the node-by-node path (which raises
-the full error: shapes that do not broadcast, an index out of range, ...), or the CUDA
-error of a launch or callback. Memory: results come from the ``alloc`` callback (kind 1 on
+on the host). It returns 0; a negative code, -1 - the index of the reason in
+``BAIL_REASONS``, when the call must take the node-by-node path (which raises the full
+error: shapes that do not broadcast, an index out of range, ...); or the CUDA error of a
+launch or callback. Memory: results come from the ``alloc`` callback (kind 1 on
 the device, kind 2 on the host: arrays the caller then owns); every other device buffer
 has a slot of its own whose block is kept between calls and grown when a call needs more
 (``alloc`` kind 0; ``drop`` gives a block back), so a call of the same shapes allocates
@@ -41,7 +42,8 @@ import contextlib
 
 from theanine.codegen import c as crender
 from theanine.codegen.c_entry import TableHost, _array, _Steps, _View
-from theanine.codegen.cuda import ATOMIC_ADD, IndexedKernel
+from theanine.codegen.cuda import ATOMIC_ADD, IndexedKernel, LineKernel
+from theanine.codegen.sorting import SCRATCH_WORDS
 from theanine.codegen.ir import ReduceKernel
 from theanine.codegen.llvm import ITEMSIZE
 from theanine.codegen.schedule import (VIEW_STEPS, ARange, ArgReduce, ArgSort, CumOp, Elementwise, Fill,
@@ -53,7 +55,11 @@ ALLOC_KEPT, ALLOC_DEVICE_RESULT, ALLOC_HOST_RESULT = 0, 1, 2
 #: the ``kind`` argument of the ``copy`` callback (cudaMemcpyKind's values)
 COPY_TO_DEVICE, COPY_TO_HOST = 1, 2
 
-_HOST_ONLY = (ArgReduce, CumOp, NonZero, ArgSort, HostCall)
+_HOST_ONLY = (NonZero, HostCall)
+
+
+#: why a call is handed to the node-by-node path: the entry returns -1 - the reason's index
+BAIL_REASONS = ("input", "shape", "index", "empty", "unsupported", "layout", "memory")
 
 
 class Unsupported(Exception):
@@ -226,10 +232,10 @@ class _CudaSteps(_Steps):
         return view
 
     # gathers and scatters on the device: the host works out a table of byte offsets
-    def _offset_table(self, view, indices, sources, length) -> str:
+    def _offset_table(self, view, indices, sources, length, unique=False) -> str:
         """The device table of byte offsets of ``view[indices[0][i], ..., indices[k-1][i]]``
         for i < ``length`` (``sources``: the index vectors' host views); an index out of range
-        stops the call."""
+        (or, when ``unique``, a repeated point) stops the call."""
         w, host = self.w, self.host
         table = host.temporary(f"malloc((size_t){w.mul(length, '8')} + 8)")
         w.n += 1
@@ -245,6 +251,9 @@ class _CudaSteps(_Steps):
             offset = w.let(f"{offset} + {w.mul(k, view.strides[d])}")
         w.raw(f"((int64_t *){table})[{i}] = {offset};")
         w.close()
+        if unique:
+            order = host.temporary(f"malloc((size_t){w.mul(length, '8')} + 8)")
+            w.require(f"!th_repeats((const int64_t *){table}, {length}, (int64_t *){order})", "index")
         device = host.device_slot(("table", len(host.slots)), w.mul(length, "8"))
         host.copy(device, table, w.mul(length, "8"), COPY_TO_DEVICE)
         return device
@@ -254,6 +263,60 @@ class _CudaSteps(_Steps):
         name = f"__INDEXED_{mode}_{dtype}_{rank}__"
         self.kernels.setdefault(name, (IndexedKernel(name, rank, dtype, mode), None))
         self._call(name, shape, data, strides, self._count(shape))
+
+    # work along lines on the device: one thread per line, the line's axis moved last
+    def _lines(self, kind, src, out_dtype, dims, buffers):
+        """Launch the LineKernel ``kind`` over ``dims`` (the line last); ``buffers``: (data,
+        strides along ``dims``) of its input, output (and scratch)."""
+        in_dtype, rank = self.s.buffers[src].dtype, len(dims)
+        name = f"__LINE_{kind}_{in_dtype}_{out_dtype}_{rank}__"
+        self.kernels.setdefault(name, (LineKernel(name, rank, in_dtype, out_dtype, kind), None))
+        self._call(name, dims, [data for data, _ in buffers], [strides for _, strides in buffers],
+                   self._count(dims))
+
+    def _line_source(self, step):
+        """(dims, strides) of ``step.src`` with the axis moved last, or as one C-ordered line
+        when the axis is None (a layout that is not C-ordered then stops the call)."""
+        v, w = self.views[step.src], self.w
+        if step.axis is None:
+            w.require(self._is_contiguous(step.src), "layout")
+            return [self._count(v.dims)], [str(ITEMSIZE[self.s.buffers[step.src].dtype])]
+        order = [d for d in range(len(v.dims)) if d != step.axis] + [step.axis]
+        return [v.dims[d] for d in order], [v.strides[d] for d in order]
+
+    def _ArgReduce(self, step):
+        if self.side == "host":
+            return super()._ArgReduce(step)
+        w, v = self.w, self.views[step.src]
+        dims, strides = self._line_source(step)
+        w.require(w.cmp(dims[-1], ">", "0"), "empty")
+        out = self._allocate(step.out, dims[:-1])
+        self._lines(step.kind, step.src, "int64", dims, [(v.data, strides), (out.data, out.strides + ["0"])])
+
+    def _CumOp(self, step):
+        if self.side == "host":
+            return super()._CumOp(step)
+        v = self.views[step.src]
+        dims, strides = self._line_source(step)
+        out = self._allocate(step.out, dims if step.axis is None else list(v.dims))
+        out_strides = out.strides if step.axis is None else \
+            [out.strides[d] for d in range(len(v.dims)) if d != step.axis] + [out.strides[step.axis]]
+        self._lines("cumsum" if step.mode == "add" else "cumprod", step.src, self.s.buffers[step.out].dtype,
+                    dims, [(v.data, strides), (out.data, out_strides)])
+
+    def _ArgSort(self, step):
+        if self.side == "host":
+            return super()._ArgSort(step)
+        w, v = self.w, self.views[step.src]
+        out = self._allocate(step.out, list(v.dims))
+        words = w.mul(str(SCRATCH_WORDS), v.dims[-1])
+        scratch_strides, size = ["0"], w.mul(words, "8")
+        for n in reversed(v.dims[:-1]):
+            scratch_strides.insert(0, size)
+            size = w.mul(size, n)
+        scratch = self.host.device_slot(("scratch", len(self.host.slots)), size)
+        self._lines("argsort", step.src, "int64", list(v.dims),
+                    [(v.data, v.strides), (out.data, out.strides), (scratch, scratch_strides)])
 
     def _Gather(self, step):
         if self.side == "host":
@@ -280,8 +343,8 @@ class _CudaSteps(_Steps):
         w = self.w
         x, y = self.views[step.x], self.views[step.y]
         dtype = self.s.buffers[step.x].dtype
-        if step.set or dtype not in ATOMIC_ADD or self.s.buffers[step.y].dtype != dtype:
-            raise Unsupported("a scatter that sets values, converts them or has no atomic addition")
+        if self.s.buffers[step.y].dtype != dtype or not (step.set or dtype in ATOMIC_ADD):
+            raise Unsupported("a scatter that converts its values, or adds without an atomic addition")
         length = self._index_length(step.indices)
         out = self._allocate(step.out, x.dims)
         self._copy(step.copy, x, x.dims, out)
@@ -302,8 +365,10 @@ class _CudaSteps(_Steps):
             value.append("0" if j < 0 else w.select(w.eq(y_rest[j], "1"), "0", y_rest_strides[j]))
         sources = [self._host_array(b) for b in step.indices]
         w.open(f"if ({w.cmp(self._count([length] + rest), '>', '0')})")
-        table = self._offset_table(out, step.indices, sources, length)
-        self._indexed("inc", dtype, 1 + len(rest), [length] + rest, [y.data, table, out.data],
+        # a set writes each point once: a repeated point (NumPy keeps the last value) goes
+        # node by node
+        table = self._offset_table(out, step.indices, sources, length, unique=step.set)
+        self._indexed("set" if step.set else "inc", dtype, 1 + len(rest), [length] + rest, [y.data, table, out.data],
                       [[first] + value, ["8"] + ["0"] * len(rest), ["0"] + out.strides[len(step.indices):]])
         w.close()
         self.host.free_temporaries()
@@ -371,6 +436,7 @@ class _CudaHost(TableHost):
 
     def __init__(self):
         super().__init__()
+        self.w.fail = lambda reason: f"{{ rc = {-1 - BAIL_REASONS.index(reason)}; goto bail; }}"
         self.slots = {}          # key -> index of a kept device block
         self.placed = {}         # buffer -> the side it was last allocated on
         self.result_sides = []
@@ -402,7 +468,7 @@ class _CudaHost(TableHost):
         self.s, self.steps = steps.s, steps
         for b in steps.owned:
             self.w.raw(f"void *owned{b} = NULL;")
-        self.w.raw("int rc = -1;")
+        self.w.raw("int rc = 0;")
         self.temporaries, self.live = [], []
 
     def temporary(self, allocation, until_the_end=False) -> str:
@@ -532,6 +598,22 @@ static char *th_slot(void *const *table, int64_t i, int64_t nbytes)
         size[i] = ptr[i] != NULL ? nbytes : 0;
     }
     return (char *)ptr[i];
+}
+
+static int th_order(const void *a, const void *b)
+{
+    const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* whether the n offsets repeat one (sorted into order, n words) */
+static int th_repeats(const int64_t *offsets, int64_t n, int64_t *order)
+{
+    memcpy(order, offsets, (size_t)n * sizeof(int64_t));
+    qsort(order, (size_t)n, sizeof(int64_t), th_order);
+    for (int64_t i = 1; i < n; i++)
+        if (order[i] == order[i - 1]) return 1;
+    return 0;
 }
 
 static void th_swap(void *const *table, int64_t i, int64_t j)

@@ -112,10 +112,26 @@ def test_recurrent_network_loops_in_the_entry(on, rng, dtype):
 
 def test_graphs_with_host_only_steps_on_device_data_run_node_by_node(on, rng):
     x = T.dmatrix("x")
-    f = theanine.function([x], [T.argmax(x, axis=1), T.cumsum(x, axis=0)], mode="cuda")
-    assert f.entry is None and "ArgReduce runs on the host" in f.why_no_entry
+    f = theanine.function([x], T.nonzero(x > 0), mode="cuda")
+    assert f.entry is None and "NonZero runs on the host" in f.why_no_entry
     a = rng.standard_normal((3, 4))
-    _same(f(a), [a.argmax(axis=1), a.cumsum(axis=0)])
+    _same(f(a), list(np.nonzero(a > 0)))
+
+
+def test_lines_sorts_and_arg_reductions_on_the_device(on, rng):
+    x = T.dmatrix("x")
+    outputs = [T.argmax(x, axis=1), T.argmin(x, axis=0), T.argmax(x), T.cumsum(x, axis=0), T.cumprod(x),
+               T.argsort(x), T.sort(x.T, axis=1)]
+    f, ref = _functions([x], outputs)
+    a = rng.standard_normal((4, 5))
+    a[1, 2] = np.nan
+    for value in (a, a[:, ::-2], np.ones((2, 3)), np.zeros((1, 0))[:, :0] + np.zeros((3, 0))):
+        if value.size == 0:
+            with pytest.raises(ValueError):
+                f(value)
+            continue
+        _same(f(value), ref(value))
+    assert f.entry.completed == 3 and f.entry.handed_over >= 1
 
 
 def test_every_function_renders_its_cuda_entry(rng):
@@ -133,3 +149,31 @@ def test_the_entry_module_of_a_training_step_compiles_with_nvcc():
     module = text[text.index("/* ---- the CUDA module it launches ---- */"):]
     assert "indexed gather of float32" in module and "indexed inc of float32" in module
     nvcc.compile_check(module, "sm_80")
+
+
+def test_gathers_and_scatters_through_offset_tables(on, rng):
+    x, y, i = T.dmatrix("x"), T.dvector("y"), T.lvector("i")
+    outputs = [x[i], x[:, i], T.set_subtensor(x[i], y), T.inc_subtensor(x[i, 1:], y[1:]),
+               T.inc_subtensor(x[:, i], 2.0)]
+    f, ref = _functions([x, y, i], outputs)
+    a, b = rng.standard_normal((4, 4)), rng.standard_normal(4)
+    _same(f(a, b, np.array([2, -1, 0])), ref(a, b, np.array([2, -1, 0])))
+    assert (f.entry.completed, f.entry.handed_over) == (1, 0)
+    # a set through a repeated index keeps the last value, as NumPy does: node by node
+    _same(f(a, b, np.array([1, 1, 3, -3])), ref(a, b, np.array([1, 1, 3, -3])))
+    assert (f.entry.completed, f.entry.handed_over) == (1, 1)
+    with pytest.raises(IndexError):
+        f(a, b, np.array([0, 4]))
+    _same(f(a, b, np.zeros(0, "int64")), ref(a, b, np.zeros(0, "int64")))
+    assert f.entry.completed == 2
+
+
+def test_python_numbers_are_converted_and_the_call_retried(on):
+    x, w = T.dvector("x"), T.dscalar("w")
+    f, ref = _functions([x, w], x * w)
+    _same(f([1.0, 2.0], 3), ref([1.0, 2.0], 3))
+    assert (f.entry.completed, f.entry.handed_over) == (1, 0)
+    g, _ = _functions([x], x + x[:2])
+    with pytest.raises(ValueError):
+        g(np.ones(3))
+    assert g.entry.why_handed_over == "shape"

@@ -27,7 +27,7 @@ import numpy as np
 
 from theanine.codegen import cudart, nvcc
 from theanine.codegen import cuda as cuda_render
-from theanine.codegen.cuda_entry import (ALLOC_DEVICE_RESULT, ALLOC_HOST_RESULT, Unsupported,
+from theanine.codegen.cuda_entry import (ALLOC_DEVICE_RESULT, ALLOC_HOST_RESULT, BAIL_REASONS, Unsupported,
                                          render_cuda_entry)
 from theanine import cuda
 from theanine.cuda import DeviceArray, allocate, to_device, wrap
@@ -110,8 +110,12 @@ class CudaEntry:
         self._kept = {}        # pointer -> Block of a kept slot
         self._made = {}        # pointer -> the owner of this call's result there
         self._error = None
-        #: how many calls ran here, and how many were handed to the node-by-node path
+        #: how many calls ran here, and how many it started and handed to the node-by-node path
         self.completed = self.handed_over = 0
+        #: what made the entry hand over its last call that it started: 'shape' (sizes that
+        #: do not match), 'index' (out of range, or a set through a repeated index),
+        #: 'empty', 'unsupported', 'layout' (a copy the entry does not make) or 'memory'
+        self.why_handed_over = None
         self._callbacks = [_ALLOC(self._alloc), _DROP(self._drop), _COPY(self._copy), _ZERO(self._zero),
                            _GEMM(self._gemm)]
         n_slots = max(rendered["n_slots"], 1)
@@ -208,8 +212,7 @@ class CudaEntry:
                 if buf.ndim == 0:
                     value = value.get()
             elif type(value) is not np.ndarray or value.dtype != dtype or value.ndim != buf.ndim:
-                self.handed_over += 1
-                return NotImplemented
+                return NotImplemented   # the function converts it and calls again
             if buf.ndim and not isinstance(value, DeviceArray):
                 from theanine.compile.cuda_program import mirror_of
                 value = mirror_of(value) or to_device(value)
@@ -226,8 +229,9 @@ class CudaEntry:
             self._made = {}
         if error is not None:
             raise error
-        if rc == -1:
+        if rc < 0:
             self.handed_over += 1
+            self.why_handed_over = BAIL_REASONS[-1 - rc]
             return NotImplemented
         if rc != 0:
             raise cudart.CudaError(f"mode 'cuda': a kernel launch failed with CUDA error {rc}", rc)
