@@ -21,10 +21,13 @@ elements in C (argmax, cumulative sums, sorts, gathers, scatters, nonzero) and c
 into Python are host-only: with device inputs the schedule is refused (``Unsupported``)
 and mode 'cuda' runs that function node by node.
 
-The entry is ``int NAME(void *const *table, char *const *data, const int64_t *dims,
-const int64_t *strides, char **out_data, int64_t *out_dims, int64_t *out_strides)``:
-``data`` holds each argument's and shared value's data pointer (device, or host for rank
-0), ``dims``/``strides`` their sizes and byte strides, one after the other; each result's
+The entry is ``int NAME(void *const *table, char *const *data, char *const *host_data,
+const int64_t *dims, const int64_t *strides, char **out_data, int64_t *out_dims, int64_t
+*out_strides)``: ``data`` holds each argument's and shared value's data pointer (device, or
+host for rank 0), ``host_data`` the same values' data on the host when the caller has
+them in C order with the device copy's layout (NULL otherwise: the host reading indices
+from them then needs no copy back), ``dims``/``strides`` their sizes and byte strides, one
+after the other; each result's
 pointer, sizes and strides come back the same way (``result_sides`` says which results are
 on the host). It returns 0; a negative code, -1 - the index of the reason in
 ``BAIL_REASONS``, when the call must take the node-by-node path (which raises the full
@@ -99,6 +102,7 @@ class _CudaSteps(_Steps):
         self.constant_keys = dict(schedule.constants)
         self.device_copies, self.host_copies = {}, {}   # top-level copies, by buffer
         self.loop_values = set()        # what the enclosing loops' outputs take from their bodies
+        self.input_index = {b: k for k, b in enumerate(list(schedule.args) + list(schedule.shared))}
         for k, b in enumerate(list(schedule.args) + list(schedule.shared)):
             self.home[b] = "host" if schedule.buffers[b].ndim == 0 else "device"
         for b, _ in schedule.constants:
@@ -202,8 +206,8 @@ class _CudaSteps(_Steps):
         w.n += 1
         name = f"hostcopy{w.n}"
         w.raw(f"_Alignas(16) char {name}[{max(nbytes, 1)}];")
-        self.host.copy(name, v.data, str(nbytes), COPY_TO_HOST)
-        view = _View(name, v.dims, self._contiguous_strides(buf.dtype, v.dims))
+        data = self._argument_on_host(b, lambda: (self.host.copy(name, v.data, str(nbytes), COPY_TO_HOST), name)[1])
+        view = _View(data, v.dims, self._contiguous_strides(buf.dtype, v.dims))
         if not self.loop_depth:
             self.host_copies[b] = view
         return view
@@ -213,6 +217,22 @@ class _CudaSteps(_Steps):
         for n in dims:
             total = self.w.mul(total, n)
         return total
+
+    def _argument_on_host(self, b, copy) -> str:
+        """The host data of device buffer ``b``: for an argument or shared value given as a
+        C-ordered host array, that array's (``host_data``); else where ``copy()`` (rendering
+        a copy from the device) says."""
+        k = self.input_index.get(b)
+        if k is None:
+            return copy()
+        w = self.w
+        w.n += 1
+        name = f"hostread{w.n}"
+        w.raw(f"char *{name} = host_data[{k}];")
+        w.open(f"if ({name} == NULL)")
+        w.raw(f"{name} = {copy()};")
+        w.close()
+        return name
 
     def _host_array(self, b) -> _View:
         """Integer vector ``b`` where the host can read it: itself, or a copy in host memory
@@ -224,9 +244,12 @@ class _CudaSteps(_Steps):
         w, v, buf = self.w, self.views[b], self.s.buffers[b]
         w.require(self._is_contiguous(b), "layout")
         nbytes = w.mul(self._count(v.dims), str(ITEMSIZE[buf.dtype]))
-        name = self.host.temporary(f"malloc((size_t){nbytes} + 1)", until_the_end=not self.loop_depth)
-        self.host.copy(name, v.data, nbytes, COPY_TO_HOST)
-        view = _View(f"(char *){name}", v.dims, self._contiguous_strides(buf.dtype, v.dims))
+
+        def copy():
+            name = self.host.temporary(f"malloc((size_t){nbytes} + 1)", until_the_end=not self.loop_depth)
+            self.host.copy(name, v.data, nbytes, COPY_TO_HOST)
+            return f"(char *){name}"
+        view = _View(self._argument_on_host(b, copy), v.dims, self._contiguous_strides(buf.dtype, v.dims))
         if not self.loop_depth:
             self.host_copies[b] = view
         return view
@@ -647,8 +670,8 @@ def render_cuda_entry(schedule, kernels, name) -> dict:
 {_TYPES}
 
 {"".join(steps.helpers)}
-int {name}(void *const *table, char *const *data, const int64_t *dims, const int64_t *strides,
-           char **out_data, int64_t *out_dims, int64_t *out_strides)
+int {name}(void *const *table, char *const *data, char *const *host_data, const int64_t *dims,
+           const int64_t *strides, char **out_data, int64_t *out_dims, int64_t *out_strides)
 {{
 {chr(10).join([f"    void *{t} = NULL;" for t in host.temporaries] + host.w.pruned())}
 }}

@@ -50,10 +50,10 @@ def test_mlp_training_step_runs_as_one_call(on, rng):
         before = dict(on.copies)
         np.testing.assert_allclose(train(X, y), ref(X, y), rtol=1e-5)
         copied = {k: on.copies[k] - before.get(k, 0) for k in (cudart.HOST_TO_DEVICE, cudart.DEVICE_TO_HOST)}
-        # in: X, y, the gather's and the scatter's offset tables and two scalars computed from
-        # sizes on the host (the parameters at the first call only); out: the labels (read
-        # once, for the tables), the loss and the six parameters
-        assert copied == {cudart.HOST_TO_DEVICE: 6 + (6 if step == 0 else 0), cudart.DEVICE_TO_HOST: 8}
+        # in: X, y, the gather's and the scatter's offset tables (worked out from the labels
+        # the host has) and two scalars computed from sizes on the host (the parameters at
+        # the first call only); out: the loss and the six parameters
+        assert copied == {cudart.HOST_TO_DEVICE: 6 + (6 if step == 0 else 0), cudart.DEVICE_TO_HOST: 7}
     assert (train.entry.completed, train.entry.handed_over) == (3, 0)
     for p, q in zip(params, ref_params):
         np.testing.assert_allclose(p.get_value(), q.get_value(), rtol=1e-4, atol=1e-6)
@@ -158,14 +158,17 @@ def test_gathers_and_scatters_through_offset_tables(on, rng):
     f, ref = _functions([x, y, i], outputs)
     a, b = rng.standard_normal((4, 4)), rng.standard_normal(4)
     _same(f(a, b, np.array([2, -1, 0])), ref(a, b, np.array([2, -1, 0])))
-    assert (f.entry.completed, f.entry.handed_over) == (1, 0)
+    before = on.copies[cudart.DEVICE_TO_HOST]
+    _same(f(a, b, cuda.to_device(np.array([2, -1, 0]))), ref(a, b, np.array([2, -1, 0])))
+    assert on.copies[cudart.DEVICE_TO_HOST] == before + 5 + 1   # the outputs, and the indices read back
+    assert (f.entry.completed, f.entry.handed_over) == (2, 0)
     # a set through a repeated index keeps the last value, as NumPy does: node by node
     _same(f(a, b, np.array([1, 1, 3, -3])), ref(a, b, np.array([1, 1, 3, -3])))
-    assert (f.entry.completed, f.entry.handed_over) == (1, 1)
+    assert (f.entry.completed, f.entry.handed_over) == (2, 1)
     with pytest.raises(IndexError):
         f(a, b, np.array([0, 4]))
     _same(f(a, b, np.zeros(0, "int64")), ref(a, b, np.zeros(0, "int64")))
-    assert f.entry.completed == 2
+    assert f.entry.completed == 3
 
 
 def test_python_numbers_are_converted_and_the_call_retried(on):
@@ -177,3 +180,19 @@ def test_python_numbers_are_converted_and_the_call_retried(on):
     with pytest.raises(ValueError):
         g(np.ones(3))
     assert g.entry.why_handed_over == "shape"
+
+
+def test_the_node_by_node_path_is_built_only_for_a_call_handed_over(on, monkeypatch):
+    from theanine.compile.cuda_program import CudaProgram
+    built, real = [], CudaProgram._build_thunks
+    monkeypatch.setattr(CudaProgram, "_build_thunks", lambda self, *a: built.append(1) or real(self, *a))
+    x = T.dvector("x")
+    f, _ = _functions([x], T.exp(x) + x[::2].sum())
+    _same(f(np.ones(4)), np.exp(np.ones(4)) + 2.0)
+    assert built == []
+    _same(f(np.ones(0)), np.zeros(0))
+    assert built == [] and f.entry.completed == 2
+    g, _ = _functions([x], x + x[:2])
+    with pytest.raises(ValueError):
+        g(np.ones(3))
+    assert built == [1] and g.entry.why_handed_over == "shape"

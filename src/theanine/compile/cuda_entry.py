@@ -39,7 +39,7 @@ _COPY = ctypes.CFUNCTYPE(ctypes.c_int, _ptr, _ptr, _i64, ctypes.c_int)
 _ZERO = ctypes.CFUNCTYPE(ctypes.c_int, _ptr, _i64)
 _GEMM = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, _i64, _i64, _i64, _ptr, _i64, _i64, _ptr, _i64, _i64,
                          _ptr)
-_ENTRY = ctypes.CFUNCTYPE(ctypes.c_int, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr)
+_ENTRY = ctypes.CFUNCTYPE(ctypes.c_int, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr)
 #: what a callback returns after raising (the call then raises the exception)
 _CALLBACK_FAILED = 100000
 
@@ -124,7 +124,7 @@ class CudaEntry:
         values = [self._table_value(slot, names, rendered["constants"]) for slot in rendered["table"]]
         self._table = (_ptr * max(len(values), 1))(*values)
         n_in = len(self.inputs)
-        self._data = (_ptr * max(n_in, 1))()
+        self._data, self._host_data = (_ptr * max(n_in, 1))(), (_ptr * max(n_in, 1))()
         self._dims = (_i64 * max(sum(b.ndim for b in self.inputs), 1))()
         self._strides = (_i64 * max(sum(b.ndim for b in self.inputs), 1))()
         n_res_dims = max(sum(b.ndim for b in self.results), 1)
@@ -213,9 +213,14 @@ class CudaEntry:
                     value = value.get()
             elif type(value) is not np.ndarray or value.dtype != dtype or value.ndim != buf.ndim:
                 return NotImplemented   # the function converts it and calls again
+            host = None
             if buf.ndim and not isinstance(value, DeviceArray):
                 from theanine.compile.cuda_program import mirror_of
+                host = value.ctypes.data if value.flags.c_contiguous else None
                 value = mirror_of(value) or to_device(value)
+                if not value.is_c_contiguous():
+                    host = None
+            self._host_data[k] = host
             keep.append(value)
             self._data[k] = value.ptr if isinstance(value, DeviceArray) else value.ctypes.data
             for n, st in zip(value.shape, value.strides):
@@ -223,7 +228,7 @@ class CudaEntry:
                 at += 1
         with self._lock:
             self._made, self._error = {}, None
-            rc = self._fn(self._table, self._data, self._dims, self._strides, self._out_data,
+            rc = self._fn(self._table, self._data, self._host_data, self._dims, self._strides, self._out_data,
                           self._out_dims, self._out_strides)
             made, error = self._made, self._error
             self._made = {}

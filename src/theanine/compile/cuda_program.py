@@ -998,12 +998,21 @@ class CudaProgram:
             self.kernels.append(p.info)
         self._names = names
         self.source = self.module
-        self._add_loop_bodies(nodes, compile)
-        self.thunks = {}
-        if compile:
-            self.thunks = self._build_thunks(nodes, arch)
+        self._add_loop_bodies(nodes)
+        self._nodes, self._thunks = nodes, (None if compile else {})
+        if compile and arch is None:
+            arch = "".join(map(str, cudart.compute_capability())) if is_available() else nvcc.DEFAULT_ARCH
+        self._arch = arch
         if interface is not None and not device_outputs:
             self._add_entry(fgraph, interface, compile)
+
+    @property
+    def thunks(self) -> dict:
+        """The node-by-node path's thunks (empty when not compiled). With an entry they are
+        built when first asked for: only a call the entry hands over needs them."""
+        if self._thunks is None:
+            self._thunks = self._build_thunks(self._nodes, self._arch)
+        return self._thunks
 
     def _add_entry(self, fgraph, interface, compiled):
         """Render the whole-function entry (its source follows the module's in ``source``)
@@ -1019,20 +1028,17 @@ class CudaProgram:
         if compiled:
             self.entry, self.why_no_entry = CudaEntry(rendered, interface, self._arch), None
 
-    def _add_loop_bodies(self, nodes, compiled):
+    def _add_loop_bodies(self, nodes):
         """The kernels and modules of the steps of the scans that loop on the device, added
         to ``kernels`` (marked with their scan) and ``source`` (after this module): each
-        step is a module of its own, compiled with the function when ``compiled``; their
+        step is a module of its own (compiled by the scan's run, with the thunks); their
         CudaPrograms are ``loop_programs``."""
         self.loop_programs = []
         for node in nodes:
             if self._where[node] != "scan":
                 continue
             op = node.op
-            if compiled:
-                step = op.step_function("cuda", device_outputs=True).program
-            else:
-                step = CudaProgram(op.step_graph("cuda"), compile=False, device_outputs=True)
+            step = CudaProgram(op.step_graph("cuda"), compile=False, device_outputs=True)
             self.loop_programs.append(step)
             self.kernels += [dataclasses.replace(info, loop=str(op)) for info in step.kernels]
             self.source += f"\n/* ---- the step of {comment_text(str(op))}: a module of its own ---- */\n" + \
@@ -1138,9 +1144,6 @@ class CudaProgram:
         return text.replace("theanine_module", f"theanine_{digest}"), names
 
     def _build_thunks(self, nodes, arch):
-        if arch is None:
-            arch = "".join(map(str, cudart.compute_capability())) if is_available() else nvcc.DEFAULT_ARCH
-        self._arch = arch
         lib = nvcc.load_library(self.module, arch) if self._names else None
         n_planned = len(self.planned)
         helpers = {key: self._names[k] for k, (key, _) in enumerate(self._helpers, start=n_planned)}

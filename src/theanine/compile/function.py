@@ -207,26 +207,31 @@ class Function:
         node-by-node runner and the whole-function entry."""
         mode = self.mode
         self._native = None
-        thunks = None
         interface = self._interface()
         if mode == "cuda":
             from theanine.compile.cuda_program import CudaProgram
             self._native = CudaProgram(self.graph, interface=interface)
-            thunks = self._native.thunks
         elif mode in NATIVE_MODES:
             from theanine.compile.native import NativeProgram
             self._native = NativeProgram(self.graph, target=mode, interface=interface, rendered=rendered)
-            thunks = self._native.thunks
-        thunks = dict(thunks or {})
-        for node in self.graph.toposort():  # ops holding inner graphs compile them for this mode
-            make_thunk = getattr(node.op, "make_thunk", None)
-            if make_thunk is not None and node not in thunks:
-                thunks[node] = make_thunk(node, mode)
-        self._runner = GraphRunner(self.graph.inputs, self.graph.outputs, self.graph.toposort(), thunks)
+        self._runner = None
         self._entry = self._native.entry if self._native is not None else None
         if self._entry is not None and any(self._outs[k].borrow for k in self._native.copied_outputs
                                             if k < len(self._outs)):
             self._entry = None  # a borrowed view must come back as a view
+        if self._entry is None or mode != "cuda":
+            self._node_runner()   # (mode 'cuda' builds it when its entry first hands a call over)
+
+    def _node_runner(self) -> GraphRunner:
+        """The runner of the node-by-node path (built on first use)."""
+        if self._runner is None:
+            thunks = dict(self._native.thunks) if self._native is not None else {}
+            for node in self.graph.toposort():  # ops holding inner graphs compile them for this mode
+                make_thunk = getattr(node.op, "make_thunk", None)
+                if make_thunk is not None and node not in thunks:
+                    thunks[node] = make_thunk(node, self.mode)
+            self._runner = GraphRunner(self.graph.inputs, self.graph.outputs, self.graph.toposort(), thunks)
+        return self._runner
 
     def _interface(self) -> dict:
         """How the native entries call the graph (see NativeProgram)."""
@@ -347,7 +352,7 @@ class Function:
         if not self.trust_input:
             values = [self._filter(k, v) for k, v in enumerate(values)]
         shared_values = [s.container[0] for s in self._shared]
-        results = self._runner(*values, *shared_values)
+        results = self._node_runner()(*values, *shared_values)
         outputs = results[:self._n_out]
         new_values = []
         for var, value in zip(self._update_targets, results[self._n_out:]):
