@@ -1381,6 +1381,17 @@ def blas_layouts(w, M, e):
     return row, row_ld, col, col_ld
 
 
+#: ``TH_GLUE``, the attribute of an entry function: an entry is straight-line glue around
+#: the kernels, so optimising it gains nothing measurable per call but would take most of
+#: its unit's compile time (as in the LLVM entry)
+GLUE = """#if defined(__clang__)
+#define TH_GLUE __attribute__((optnone))
+#elif defined(__GNUC__)
+#define TH_GLUE __attribute__((optimize("O0")))
+#else
+#define TH_GLUE
+#endif"""
+
 #: the C API functions' types, as the table holds them
 _API_TYPES = """typedef void (*th_ref_fn)(void *);
 typedef void (*th_void_fn)(void);
@@ -1425,15 +1436,7 @@ def render_pyentry(schedule, name) -> tuple[str, list]:
 /* BLAS gemm, Fortran convention (every argument by pointer; see theanine.codegen.blas) */
 {gemm_types}
 
-/* The entry is straight-line glue around the kernels: optimising it gains nothing measurable
- * per call, but would take most of the unit's compile time (as in the LLVM entry). */
-#if defined(__clang__)
-#define TH_GLUE __attribute__((optnone))
-#elif defined(__GNUC__)
-#define TH_GLUE __attribute__((optimize("O0")))
-#else
-#define TH_GLUE
-#endif
+{GLUE}
 
 {"".join(steps.helpers)}
 TH_GLUE void *{name}(void *self, void *const *args, int64_t nargs)

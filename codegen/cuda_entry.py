@@ -44,7 +44,7 @@ from __future__ import annotations
 import contextlib
 
 from theanine.codegen import c as crender
-from theanine.codegen.c_entry import TableHost, _array, _Steps, _View
+from theanine.codegen.c_entry import GLUE, TableHost, _array, _Steps, _View
 from theanine.codegen.cuda import ATOMIC_ADD, IndexedKernel, LineKernel
 from theanine.codegen.sorting import SCRATCH_WORDS
 from theanine.codegen.ir import ReduceKernel
@@ -669,8 +669,10 @@ def render_cuda_entry(schedule, kernels, name) -> dict:
 #include <string.h>
 {_TYPES}
 
+{GLUE}
+
 {"".join(steps.helpers)}
-int {name}(void *const *table, char *const *data, char *const *host_data, const int64_t *dims,
+TH_GLUE int {name}(void *const *table, char *const *data, char *const *host_data, const int64_t *dims,
            const int64_t *strides, char **out_data, int64_t *out_dims, int64_t *out_strides)
 {{
 {chr(10).join([f"    void *{t} = NULL;" for t in host.temporaries] + host.w.pruned())}
