@@ -79,9 +79,7 @@ def data_inputs(step) -> list:
         return [step.x, step.y]
     if isinstance(step, Fill):
         return [step.value]
-    if isinstance(step, (ArgReduce, CumOp, ArgSort, NonZero)):
-        return [step.src]
-    if isinstance(step, Gather):
+    if isinstance(step, (ArgReduce, CumOp, ArgSort, NonZero, Gather)):   # (a gather's indices: read on the host)
         return [step.src]
     if isinstance(step, Scatter):
         return [step.x, step.y]
@@ -103,7 +101,7 @@ class _CudaSteps(_Steps):
         self.device_copies, self.host_copies = {}, {}   # top-level copies, by buffer
         self.loop_values = set()        # what the enclosing loops' outputs take from their bodies
         self.input_index = {b: k for k, b in enumerate(list(schedule.args) + list(schedule.shared))}
-        for k, b in enumerate(list(schedule.args) + list(schedule.shared)):
+        for b in self.input_index:
             self.home[b] = "host" if schedule.buffers[b].ndim == 0 else "device"
         for b, _ in schedule.constants:
             self.home[b] = "host"
