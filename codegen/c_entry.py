@@ -169,6 +169,17 @@ class _Writer:
             self.raw(f"if (!({condition})) {self.fail(reason)}")
 
 
+def checked_size(w, expr, static) -> str:
+    """An argument's size read from ``expr``: a negative one, or one other than its
+    ``static`` size (when that is not None), stops the call."""
+    size = w.let(expr)
+    w.require(w.cmp(size, ">=", "0"), "input")
+    if static is None:
+        return size
+    w.require(w.eq(size, str(static)), "input")
+    return str(static)
+
+
 def _array(values) -> str:
     return "{" + ", ".join(values or ["0"]) + "}"
 
@@ -1492,12 +1503,7 @@ class _ExportHost:
         itemsize = ITEMSIZE[buf.dtype]
         dims = []
         for d in range(buf.ndim):
-            size = w.let(f"{p}->shape[{d}]")
-            w.require(w.cmp(size, ">=", "0"), "input")
-            if buf.shape[d] is not None:
-                w.require(w.eq(size, str(buf.shape[d])), "input")
-                size = str(buf.shape[d])
-            dims.append(size)
+            dims.append(checked_size(w, f"{p}->shape[{d}]", buf.shape[d]))
         dense, step = [], str(itemsize)
         for n in reversed(dims):
             dense.insert(0, step)

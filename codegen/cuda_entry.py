@@ -44,7 +44,7 @@ from __future__ import annotations
 import contextlib
 
 from theanine.codegen import c as crender
-from theanine.codegen.c_entry import GLUE, TableHost, _array, _Steps, _View
+from theanine.codegen.c_entry import GLUE, TableHost, _array, _Steps, _View, checked_size
 from theanine.codegen.cuda import ATOMIC_ADD, IndexedKernel, LineKernel
 from theanine.codegen.sorting import SCRATCH_WORDS
 from theanine.codegen.ir import ReduceKernel
@@ -512,12 +512,7 @@ class _CudaHost(TableHost):
         w = self.w
         dims, strides = [], []
         for d in range(buf.ndim):
-            size = w.let(f"dims[{dims_at + d}]")
-            w.require(w.cmp(size, ">=", "0"), "input")
-            if buf.shape[d] is not None:
-                w.require(w.eq(size, str(buf.shape[d])), "input")
-                size = str(buf.shape[d])
-            dims.append(size)
+            dims.append(checked_size(w, f"dims[{dims_at + d}]", buf.shape[d]))
             strides.append(w.let(f"strides[{dims_at + d}]"))
         return _View(w.let(f"data[{k}]", "char *"), dims, strides)
 
